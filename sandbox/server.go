@@ -28,19 +28,9 @@ var schedules = map[string][]time.Duration{
 	"bank":   {time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, 2 * time.Hour},
 }
 
-// newSim builds the simulator for one channel instance.
-func newSim(ch config.Channel, env Env, keysDir string) (Sim, error) {
-	switch ch.Type {
-	case "wechat":
-		return newWechatSim(ch, env, keysDir)
-	case "alipay":
-		return newAlipaySim(ch, env, keysDir)
-	case "bank":
-		return newBankSim(ch, env, keysDir)
-	default:
-		return nil, fmt.Errorf("channel %s: no simulator for type %q", ch.ID, ch.Type)
-	}
-}
+// Factory builds the simulator of one channel instance. keysDir holds the
+// shipped sandbox test keys (config sandbox.keys_dir).
+type Factory func(ch config.Channel, env Env, keysDir string) (Sim, error)
 
 // Server hosts one simulator per configured channel, each on the host:port of
 // its channel's base_url, plus the control API.
@@ -87,7 +77,9 @@ func WithSeed(seed uint64) Option {
 }
 
 // New builds the simulators for every channel of cfg. Nothing listens until Start.
-func New(cfg *config.Config, logger *zap.Logger, opts ...Option) (*Server, error) {
+//
+// factories maps a channel type (wechat, alipay, bank) to its simulator.
+func New(cfg *config.Config, logger *zap.Logger, factories map[string]Factory, opts ...Option) (*Server, error) {
 	s := &Server{
 		logger:    logger.Named("sandbox"),
 		now:       time.Now,
@@ -115,7 +107,11 @@ func New(cfg *config.Config, logger *zap.Logger, opts ...Option) (*Server, error
 			OrderCreated: func(orderNo string) { s.scheduleAutoPay(chID, orderNo) },
 			Logger:       s.logger.With(zap.String("channel", ch.ID)),
 		}
-		sim, err := newSim(ch, env, cfg.Sandbox.KeysDir)
+		factory, ok := factories[ch.Type]
+		if !ok {
+			return nil, fmt.Errorf("channel %s: no simulator for type %q", ch.ID, ch.Type)
+		}
+		sim, err := factory(ch, env, cfg.Sandbox.KeysDir)
 		if err != nil {
 			return nil, err
 		}
