@@ -32,16 +32,16 @@ type Server struct {
 	// notify URLs are PublicURL + "/callbacks/{channel_id}".
 	// Default "http://127.0.0.1" + the port of Listen.
 	PublicURL       string   `yaml:"public_url"`
-	MaxBodyBytes    int      `yaml:"max_body_bytes"`     // default 65536
-	MaxHeaderBytes  int      `yaml:"max_header_bytes"`   // default 8192
-	ReadTimeout     Duration `yaml:"read_timeout"`       // default 10s
-	WriteTimeout    Duration `yaml:"write_timeout"`      // default 30s
-	IdleTimeout     Duration `yaml:"idle_timeout"`       // default 60s
-	MaxConnsPerIP   int      `yaml:"max_conns_per_ip"`   // default 1000; 0 after defaults is impossible
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`   // default 20s
-	AdminToken      string   `yaml:"admin_token"`        // secret
-	AdminTokenEnv   string   `yaml:"admin_token_env"`    //
-	AdminTokenFile  string   `yaml:"admin_token_file"`   //
+	MaxBodyBytes    int      `yaml:"max_body_bytes"`   // default 65536
+	MaxHeaderBytes  int      `yaml:"max_header_bytes"` // default 8192
+	ReadTimeout     Duration `yaml:"read_timeout"`     // default 10s
+	WriteTimeout    Duration `yaml:"write_timeout"`    // default 30s
+	IdleTimeout     Duration `yaml:"idle_timeout"`     // default 60s
+	MaxConnsPerIP   int      `yaml:"max_conns_per_ip"` // default 1000; 0 after defaults is impossible
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 20s
+	AdminToken      string   `yaml:"admin_token"`      // secret
+	AdminTokenEnv   string   `yaml:"admin_token_env"`  //
+	AdminTokenFile  string   `yaml:"admin_token_file"` //
 }
 
 // Store configures shared state.
