@@ -151,6 +151,7 @@ type RefundRecord struct {
 	Refund
 	MerchantID string `json:"merchant_id"`
 	Channel    string `json:"channel"`
+	NotifyURL  string `json:"notify_url"` // the payment's, where refund events go
 	// ChannelOrderNo of the payment and the refund number sent to the channel.
 	ChannelOrderNo string   `json:"channel_order_no"`
 	RefundOrderNo  string   `json:"refund_order_no"`
