@@ -1,0 +1,220 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/notify"
+	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/store"
+)
+
+// State changes. Every change of a payment or refund goes through
+// mutatePayment / mutateRefund: a compare-and-set on the stored version that
+// carries the merchant event in the same atomic store operation. A duplicate
+// notification, a late query answer or a second instance applying the same
+// fact finds the state already changed and changes nothing; the event id is
+// stable per (object, type), so no second event can exist either.
+
+const maxCASRetries = 8
+
+var errTooManyConflicts = errors.New("too many concurrent changes to one object")
+
+// mutatePayment applies fn to rec and stores the result under
+// compare-and-set, re-reading and re-applying on a conflict. fn reports
+// whether it changed anything.
+func (s *Server) mutatePayment(ctx context.Context, rec *payment.Record, fn func(r *payment.Record) (store.Change, bool, error)) (*payment.Record, error) {
+	for range maxCASRetries {
+		ch, changed, err := fn(rec)
+		if err != nil || !changed {
+			return rec, err
+		}
+		err = s.store.UpdatePayment(ctx, rec, ch)
+		if err == nil {
+			return rec, nil
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			return nil, err
+		}
+		if rec, err = s.store.GetPayment(ctx, nil, rec.MerchantID, rec.PaymentID); err != nil {
+			return nil, err
+		}
+	}
+	return nil, errTooManyConflicts
+}
+
+func (s *Server) mutateRefund(ctx context.Context, rf *payment.RefundRecord, fn func(r *payment.RefundRecord) (store.Change, bool, error)) (*payment.RefundRecord, error) {
+	for range maxCASRetries {
+		ch, changed, err := fn(rf)
+		if err != nil || !changed {
+			return rf, err
+		}
+		err = s.store.UpdateRefund(ctx, rf, ch)
+		if err == nil {
+			return rf, nil
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			return nil, err
+		}
+		if rf, err = s.store.GetRefund(ctx, nil, rf.MerchantID, rf.RefundID); err != nil {
+			return nil, err
+		}
+	}
+	return nil, errTooManyConflicts
+}
+
+// event builds the outbox event for an object's final state.
+func (s *Server) event(eventType, objectID string, rec *payment.Record, data any) (*store.OutboxEvent, error) {
+	return notify.NewEvent(eventType, objectID, rec.MerchantID, rec.NotifyURL, data, s.now())
+}
+
+// errAmountMismatch: a channel states another amount or currency than the
+// stored payment; the fact is refused and an alert logged.
+var errAmountMismatch = errors.New("channel amount or currency does not match the stored object")
+
+// applyOrderState applies what a channel says of a payment (from a verified
+// notification or a query). source names it for the logs.
+func (s *Server) applyOrderState(ctx context.Context, rec *payment.Record, st *adapters.OrderState, source string) (*payment.Record, error) {
+	if st.Status == adapters.OrderPaid && ((st.Amount != 0 && st.Amount != rec.Amount) || (st.Currency != "" && st.Currency != rec.Currency)) {
+		s.logger.Error("ALERT channel reports a different amount; not applied",
+			zap.String("payment_id", rec.PaymentID), zap.String("channel", rec.Channel), zap.String("source", source),
+			zap.Int64("stored_amount", rec.Amount), zap.Int64("channel_amount", st.Amount), zap.String("channel_currency", st.Currency))
+		return rec, errAmountMismatch
+	}
+	return s.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
+		now := s.now().UTC()
+		var evType string
+		switch st.Status {
+		case adapters.OrderPaid:
+			if r.Status == payment.StatusSucceeded {
+				return store.Change{}, false, nil
+			}
+			if r.Status != payment.StatusPending {
+				s.logger.Error("ALERT channel reports money taken on a payment paygate had finished; the channel wins",
+					zap.String("payment_id", r.PaymentID), zap.String("channel", r.Channel), zap.String("was", string(r.Status)), zap.String("source", source))
+			}
+			r.Status, r.Failure = payment.StatusSucceeded, nil
+			paid := st.PaidAt.UTC()
+			if st.PaidAt.IsZero() {
+				paid = now
+			}
+			r.PaidAt = &paid
+			if st.ChannelTradeNo != "" {
+				r.ChannelTradeNo = st.ChannelTradeNo
+			}
+			evType = payment.EventPaymentSucceeded
+		case adapters.OrderClosed:
+			if r.Status != payment.StatusPending {
+				return store.Change{}, false, nil
+			}
+			r.Status = payment.StatusClosed
+			evType = payment.EventPaymentClosed
+		case adapters.OrderFailed:
+			if r.Status != payment.StatusPending {
+				return store.Change{}, false, nil
+			}
+			r.Status = payment.StatusFailed
+			r.Failure = &payment.Failure{Code: "payment_failed", Message: "the channel reports the payment failed"}
+			evType = payment.EventPaymentFailed
+		default:
+			return store.Change{}, false, nil
+		}
+		r.UpdatedAt = now
+		ev, err := s.event(evType, r.PaymentID, r, view(r))
+		if err != nil {
+			return store.Change{}, false, err
+		}
+		s.logger.Info("payment state changed", zap.String("payment_id", r.PaymentID), zap.String("channel", r.Channel),
+			zap.String("status", string(r.Status)), zap.String("source", source))
+		return store.Change{Event: ev}, true, nil
+	})
+}
+
+// refreshPayment asks the payment's channel for its state and applies it.
+func (s *Server) refreshPayment(rec *payment.Record) (*payment.Record, error) {
+	table := s.router.Table()
+	ch, ok := table.Channel(rec.Channel)
+	if !ok {
+		return rec, fmt.Errorf("channel %s is no longer configured", rec.Channel)
+	}
+	var st *adapters.OrderState
+	err := s.callChannel(table, rec.Channel, "query", func(ctx context.Context) error {
+		var err error
+		st, err = ch.Query(ctx, queryOf(rec))
+		return err
+	})
+	if err != nil {
+		return rec, err
+	}
+	return s.applyOrderState(context.Background(), rec, st, "query")
+}
+
+func queryOf(rec *payment.Record) *adapters.QueryRequest {
+	return &adapters.QueryRequest{OrderNo: rec.ChannelOrderNo, CreatedAt: rec.CreatedAt, Amount: rec.Amount, Currency: rec.Currency}
+}
+
+// closeAtChannel closes a pending payment at its channel, then records it
+// closed. If the channel refuses because the order was paid meanwhile, the
+// channel's state is applied instead (the payment becomes succeeded).
+func (s *Server) closeAtChannel(rec *payment.Record, source string) (*payment.Record, error) {
+	table := s.router.Table()
+	ch, ok := table.Channel(rec.Channel)
+	if !ok {
+		return rec, fmt.Errorf("channel %s is no longer configured", rec.Channel)
+	}
+	err := s.callChannel(table, rec.Channel, "close", func(ctx context.Context) error {
+		return ch.Close(ctx, queryOf(rec))
+	})
+	if err != nil {
+		if ce, ok := adapters.AsError(err); ok && (ce.Kind == adapters.KindDeclined || ce.Kind == adapters.KindConflict) {
+			return s.refreshPayment(rec)
+		}
+		return rec, err
+	}
+	return s.applyOrderState(context.Background(), rec, &adapters.OrderState{Status: adapters.OrderClosed}, source)
+}
+
+// applyRefundState applies what a channel says of a refund.
+func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord, st *adapters.RefundState, source string) (*payment.RefundRecord, error) {
+	if st.Status == adapters.RefundSucceeded && st.Amount != 0 && st.Amount != rf.Amount {
+		s.logger.Error("ALERT channel reports a different refund amount; not applied",
+			zap.String("refund_id", rf.RefundID), zap.String("channel", rf.Channel), zap.Int64("stored_amount", rf.Amount), zap.Int64("channel_amount", st.Amount))
+		return rf, errAmountMismatch
+	}
+	return s.mutateRefund(ctx, rf, func(r *payment.RefundRecord) (store.Change, bool, error) {
+		if r.Status.Final() {
+			return store.Change{}, false, nil
+		}
+		var evType string
+		switch st.Status {
+		case adapters.RefundSucceeded:
+			r.Status, evType = payment.RefundSucceeded, payment.EventRefundSucceeded
+		case adapters.RefundFailed:
+			r.Status, evType = payment.RefundFailed, payment.EventRefundFailed
+			r.Failure = &payment.Failure{Code: "refund_failed", Message: "the channel reports the refund failed"}
+		default:
+			if st.ChannelRefundNo != "" && r.ChannelRefundNo == "" {
+				r.ChannelRefundNo = st.ChannelRefundNo
+				r.UpdatedAt = s.now().UTC()
+				return store.Change{SweepAt: s.now().Add(30 * time.Second)}, true, nil
+			}
+			return store.Change{}, false, nil
+		}
+		if st.ChannelRefundNo != "" {
+			r.ChannelRefundNo = st.ChannelRefundNo
+		}
+		r.UpdatedAt = s.now().UTC()
+		ev, err := notify.NewEvent(evType, r.RefundID, r.MerchantID, r.NotifyURL, &r.Refund, s.now())
+		if err != nil {
+			return store.Change{}, false, err
+		}
+		s.logger.Info("refund state changed", zap.String("refund_id", r.RefundID), zap.String("channel", r.Channel),
+			zap.String("status", string(r.Status)), zap.String("source", source))
+		return store.Change{Event: ev}, true, nil
+	})
+}

@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/store"
+)
+
+// Public error codes (CONTRACT §3).
+const (
+	codeInvalidRequest      = "invalid_request"
+	codeMissingAuth         = "missing_auth"
+	codeUnknownMerchant     = "unknown_merchant"
+	codeTimestampWindow     = "timestamp_out_of_window"
+	codeBadSignature        = "bad_signature"
+	codeNonceReplayed       = "nonce_replayed"
+	codeMethodNotAllowed    = "payment_method_not_allowed"
+	codeAmountOverLimit     = "amount_over_limit"
+	codeNotFound            = "not_found"
+	codeHTTPMethod          = "http_method_not_allowed"
+	codeOutTradeNoConflict  = "out_trade_no_conflict"
+	codeOutRefundNoConflict = "out_refund_no_conflict"
+	codeInProgress          = "request_in_progress"
+	codeInvalidState        = "invalid_state"
+	codeBodyTooLarge        = "body_too_large"
+	codeRefundExceeds       = "refund_exceeds_payment"
+	codeRateLimited         = "rate_limited"
+	codeChannelError        = "channel_error"
+	codeNoChannel           = "no_channel_available"
+	codeStoreUnavailable    = "store_unavailable"
+	codeInternal            = "internal_error"
+)
+
+// Error is an error with its public code and HTTP status: what handlers
+// return for anything the merchant should see.
+type Error struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter int // seconds, for 429
+	Err        error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Message + ": " + e.Err.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func apiErr(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func invalid(field, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: codeInvalidRequest, Message: field + ": " + fmt.Sprintf(format, args...)}
+}
+
+// statusOf is the one place that maps an error to its HTTP status, public
+// code and message. Internal details (store addresses, channel bodies) never
+// reach the merchant; they are logged with the request.
+func statusOf(err error) (int, string, string) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status, e.Code, e.Message
+	}
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable, codeStoreUnavailable, "the store cannot be reached; nothing was done"
+	case errors.Is(err, store.ErrNonceReplayed):
+		return http.StatusUnauthorized, codeNonceReplayed, "nonce already used"
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, codeNotFound, "no such object"
+	case errors.Is(err, store.ErrExceedsPayment):
+		return http.StatusUnprocessableEntity, codeRefundExceeds, "the refunds would exceed the payment amount"
+	case errors.Is(err, store.ErrInvalidState):
+		return http.StatusConflict, codeInvalidState, "the payment is not in a state that allows this"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusBadGateway, codeChannelError, "the channel did not answer in time"
+	}
+	if ce, ok := adapters.AsError(err); ok {
+		switch ce.Kind {
+		case adapters.KindUnavailable:
+			return http.StatusServiceUnavailable, codeNoChannel, "no channel could take the request"
+		default:
+			msg := "the channel refused the request"
+			if ce.Code != "" {
+				msg += " (" + ce.Code + ")"
+			}
+			return http.StatusBadGateway, codeChannelError, msg
+		}
+	}
+	return http.StatusInternalServerError, codeInternal, "internal error"
+}
+
+// writeError writes the contract's JSON error body.
+func writeError(ctx *fasthttp.RequestCtx, reqID string, err error) {
+	status, code, msg := statusOf(err)
+	var e *Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	writeErrorBody(ctx, status, code, msg, reqID)
+}
+
+func writeErrorBody(ctx *fasthttp.RequestCtx, status int, code, msg, reqID string) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	b := make([]byte, 0, 96+len(msg))
+	b = append(b, `{"error":{"code":`...)
+	b = strconv.AppendQuote(b, code)
+	b = append(b, `,"message":`...)
+	m, _ := json.Marshal(msg) // messages may quote merchant input: JSON-escape it
+	b = append(b, m...)
+	b = append(b, `,"request_id":`...)
+	b = strconv.AppendQuote(b, reqID)
+	b = append(b, "}}"...)
+	ctx.SetBody(b)
+}

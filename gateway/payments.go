@@ -1,0 +1,376 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/routing"
+	"github.com/paygate/paygate/store"
+)
+
+// begin authenticates a /v1 request and applies the merchant's rate limit.
+// The returned nonce must be claimed by the request's store operation.
+func (s *Server) begin(ctx *fasthttp.RequestCtx, rl *reqLog) (*snapshot, *merchant, *store.Nonce, error) {
+	snap := s.snap.Load()
+	m, n, err := s.authenticate(ctx, snap, s.now())
+	if m != nil {
+		rl.merchant = m.id
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if ok, wait := m.limiter.take(); !ok {
+		return nil, nil, nil, &Error{Status: http.StatusTooManyRequests, Code: codeRateLimited,
+			Message: "too many requests for this merchant", RetryAfter: int(math.Ceil(wait.Seconds()))}
+	}
+	return snap, m, n, nil
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // our own types always marshal
+		panic(err)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+// view is the public payment object.
+func view(rec *payment.Record) *payment.Payment {
+	p := rec.Payment
+	if p.Metadata == nil {
+		p.Metadata = map[string]string{}
+	}
+	return &p
+}
+
+// inProgress reports whether another request is still creating the payment
+// at its channel (the create has not returned yet).
+func inProgress(rec *payment.Record) bool {
+	n := len(rec.Attempts)
+	return rec.Status == payment.StatusPending && n > 0 && rec.Attempts[n-1].Outcome == ""
+}
+
+// createPayment serves POST /v1/payments.
+func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
+	snap, m, nonce, err := s.begin(ctx, rl)
+	if err != nil {
+		return err
+	}
+	var req createPaymentRequest
+	if err := decodeStrict(ctx.PostBody(), &req); err != nil {
+		return s.rejectAfterNonce(ctx, nonce, err)
+	}
+	if err := req.validate(snap.currencies); err != nil {
+		return s.rejectAfterNonce(ctx, nonce, err)
+	}
+	method := payment.Method(req.Method)
+	if !m.methods[method] {
+		return s.rejectAfterNonce(ctx, nonce, apiErr(http.StatusForbidden, codeMethodNotAllowed, "method %s is not enabled for this merchant", method))
+	}
+	if req.amount > m.maxAmount {
+		return s.rejectAfterNonce(ctx, nonce, apiErr(http.StatusForbidden, codeAmountOverLimit, "amount %d is over the merchant's limit of %d", req.amount, m.maxAmount))
+	}
+
+	now := s.now().UTC().Truncate(time.Second)
+	table := s.router.Table()
+	decision := table.Decide(routing.Request{Merchant: m.id, Method: method, Amount: req.amount, Currency: req.Currency, Metadata: req.Metadata})
+	var eligible []string
+	for _, c := range decision.Candidates {
+		if c.Eligible {
+			eligible = append(eligible, c.Channel)
+		}
+	}
+	if len(eligible) == 0 {
+		// Nothing can serve it now: answer a replay if the out_trade_no is
+		// known, else 503 without creating anything.
+		existing, err := s.store.GetPaymentByOutTradeNo(ctx, nonce, m.id, req.OutTradeNo)
+		if err == nil {
+			return s.replay(ctx, &req, existing, rl)
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return apiErr(http.StatusServiceUnavailable, codeNoChannel, "no channel can serve method %s now", method)
+	}
+	if max := table.MaxAttempts(); len(eligible) > max {
+		eligible = eligible[:max]
+	}
+
+	pid := payment.NewPaymentID()
+	rec := &payment.Record{
+		Payment: payment.Payment{
+			PaymentID: pid, MerchantID: m.id, OutTradeNo: req.OutTradeNo, Status: payment.StatusPending,
+			Amount: req.amount, Currency: req.Currency, Method: method, Channel: eligible[0],
+			Subject: req.Subject, Metadata: req.Metadata, CreatedAt: now, UpdatedAt: now,
+			ExpiresAt: now.Add(time.Duration(req.expireIn) * time.Second),
+		},
+		NotifyURL:      req.NotifyURL,
+		ChannelOrderNo: payment.OrderNo(pid),
+		Attempts:       []payment.Attempt{{Channel: eligible[0], At: now}},
+	}
+	stored, created, err := s.store.CreatePayment(ctx, nonce, rec, now.Add(s.sweepDelay(snap, 0)))
+	if err != nil {
+		return err
+	}
+	if !created {
+		return s.replay(ctx, &req, stored, rl)
+	}
+	rl.paymentID = pid
+	cerr := s.createAtChannels(table, rec, &req, eligible)
+	rl.channel = rec.Channel
+	if cerr != nil {
+		return cerr
+	}
+	writeJSON(ctx, http.StatusCreated, view(rec))
+	return nil
+}
+
+// rejectAfterNonce claims the nonce (the contract checks it before the body)
+// and then returns the body's error.
+func (s *Server) rejectAfterNonce(ctx context.Context, n *store.Nonce, bodyErr error) error {
+	if err := s.store.ClaimNonce(ctx, *n); err != nil {
+		return err
+	}
+	return bodyErr
+}
+
+// replay answers a repeated out_trade_no: the same request again is 200
+// with the payment as it is now; another request is 409.
+func (s *Server) replay(ctx *fasthttp.RequestCtx, req *createPaymentRequest, rec *payment.Record, rl *reqLog) error {
+	rl.paymentID, rl.channel = rec.PaymentID, rec.Channel
+	if rec.Amount != req.amount || rec.Currency != req.Currency || string(rec.Method) != req.Method || rec.NotifyURL != req.NotifyURL {
+		return apiErr(http.StatusConflict, codeOutTradeNoConflict, "out_trade_no %s was used for another payment (%s)", rec.OutTradeNo, rec.PaymentID)
+	}
+	if inProgress(rec) {
+		return apiErr(http.StatusConflict, codeInProgress, "payment %s is being created; retry shortly", rec.PaymentID)
+	}
+	ctx.Response.Header.Set("Idempotent-Replayed", "true")
+	writeJSON(ctx, http.StatusOK, view(rec))
+	return nil
+}
+
+// createAtChannels tries the eligible channels in order. It fails over only
+// when the channel provably did not create the order (connection refused,
+// breaker open, our request rejected, a documented "retry" 5xx); an
+// ambiguous outcome leaves the payment pending on that channel, resolved by
+// query. Every attempt is recorded on the payment before and after the call.
+func (s *Server) createAtChannels(table *routing.Table, rec *payment.Record, req *createPaymentRequest, eligible []string) error {
+	bg := context.Background()
+	creq := &adapters.CreateRequest{
+		OrderNo: rec.ChannelOrderNo, Method: rec.Method, Amount: rec.Amount, Currency: rec.Currency,
+		Subject: rec.Subject, CreatedAt: rec.CreatedAt, ExpiresAt: rec.ExpiresAt,
+	}
+	if req.Payer != nil {
+		creq.PayerOpenID, creq.ClientIP = req.Payer.OpenID, req.Payer.ClientIP
+	}
+	var lastErr error
+	for i, chID := range eligible {
+		if i > 0 {
+			s.router.RecordFailover(eligible[i-1], chID)
+			rec.Channel = chID
+			rec.Attempts = append(rec.Attempts, payment.Attempt{Channel: chID, At: s.now().UTC()})
+			if err := s.store.UpdatePayment(bg, rec, store.Change{SweepAt: s.now().Add(30 * time.Second)}); err != nil {
+				return err
+			}
+		}
+		ch, ok := table.Channel(chID)
+		if !ok {
+			lastErr = &adapters.Error{Channel: chID, Op: "create", Kind: adapters.KindUnavailable, Code: "not_configured"}
+			rec.Attempts[len(rec.Attempts)-1].Outcome = payment.OutcomeNotCreated
+			continue
+		}
+		start := s.now()
+		var res *adapters.CreateResult
+		err := s.callChannel(table, chID, "create", func(ctx context.Context) error {
+			var err error
+			res, err = ch.Create(ctx, creq)
+			return err
+		})
+		att := &rec.Attempts[len(rec.Attempts)-1]
+		att.LatencyMS = s.now().Sub(start).Milliseconds()
+		now := s.now().UTC()
+		rec.UpdatedAt = now
+		if err == nil {
+			att.Outcome = payment.OutcomeCreated
+			action := res.Action
+			rec.Action, rec.ChannelTradeNo = &action, res.ChannelTradeNo
+			return s.store.UpdatePayment(bg, rec, store.Change{SweepAt: now.Add(s.sweepDelay(s.snap.Load(), 0))})
+		}
+		att.Error = err.Error()
+		lastErr = err
+		ce, _ := adapters.AsError(err)
+		switch {
+		case ce != nil && ce.NotCreated():
+			att.Outcome = payment.OutcomeNotCreated
+			continue
+		case ce == nil || ce.Ambiguous():
+			att.Outcome = payment.OutcomeAmbiguous
+			if err := s.store.UpdatePayment(bg, rec, store.Change{SweepAt: now.Add(5 * time.Second)}); err != nil {
+				return err
+			}
+			s.logger.Warn("ambiguous channel outcome; payment stays pending and is resolved by query",
+				zap.String("payment_id", rec.PaymentID), zap.String("channel", chID), zap.Error(err))
+			return apiErr(http.StatusBadGateway, codeChannelError,
+				"the channel's answer was lost; payment %s stays pending and is confirmed with the channel (retrying with the same out_trade_no returns it)", rec.PaymentID)
+		default:
+			att.Outcome = payment.OutcomeDeclined
+			return s.failCreate(rec, ce.Code, ce.Message, apiErr(http.StatusBadGateway, codeChannelError, "channel %s refused the payment (%s)", chID, ce.Code))
+		}
+	}
+	code := "no_channel_available"
+	if ce, ok := adapters.AsError(lastErr); ok && ce.Code != "" {
+		code = ce.Code
+	}
+	return s.failCreate(rec, code, "no channel could take the payment", apiErr(http.StatusServiceUnavailable, codeNoChannel, "no channel could take payment %s", rec.PaymentID))
+}
+
+// failCreate marks a payment that no channel created as failed (notifying
+// the merchant) and returns apiError for the synchronous answer.
+func (s *Server) failCreate(rec *payment.Record, code, msg string, apiError error) error {
+	rec.Status = payment.StatusFailed
+	rec.Failure = &payment.Failure{Code: code, Message: msg}
+	ev, err := s.event(payment.EventPaymentFailed, rec.PaymentID, rec, view(rec))
+	if err != nil {
+		return err
+	}
+	if err := s.store.UpdatePayment(context.Background(), rec, store.Change{Event: ev}); err != nil {
+		return err
+	}
+	return apiError
+}
+
+// callChannel runs one channel operation through the router (breaker and
+// health) with the channel's timeout.
+func (s *Server) callChannel(table *routing.Table, chID, op string, fn func(ctx context.Context) error) error {
+	timeout := 3 * time.Second
+	if cc, ok := table.ChannelConfig(chID); ok && cc.Timeout > 0 {
+		timeout = cc.Timeout.D()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.router.Call(ctx, chID, op, fn)
+}
+
+// sweepDelay is when the reconciler next looks at a pending object after
+// its n-th look (0: first).
+func (s *Server) sweepDelay(snap *snapshot, n int) time.Duration {
+	if n < len(snap.delays) {
+		return snap.delays[n]
+	}
+	if len(snap.delays) > 0 {
+		return snap.delays[len(snap.delays)-1]
+	}
+	return 30 * time.Second
+}
+
+// getPayment serves GET /v1/payments/{id}.
+func (s *Server) getPayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) error {
+	_, m, nonce, err := s.begin(ctx, rl)
+	if err != nil {
+		return err
+	}
+	rl.paymentID = id
+	if payment.OrderNo(id) == "" {
+		if err := s.store.ClaimNonce(ctx, *nonce); err != nil {
+			return err
+		}
+		return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
+	}
+	rec, err := s.store.GetPayment(ctx, nonce, m.id, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
+		}
+		return err
+	}
+	return s.answerPayment(ctx, rec, rl)
+}
+
+// getPaymentByOutTradeNo serves GET /v1/payments?out_trade_no=.
+func (s *Server) getPaymentByOutTradeNo(ctx *fasthttp.RequestCtx, rl *reqLog) error {
+	_, m, nonce, err := s.begin(ctx, rl)
+	if err != nil {
+		return err
+	}
+	otn := string(ctx.QueryArgs().Peek("out_trade_no"))
+	if !isRefToken(otn, 32) {
+		if err := s.store.ClaimNonce(ctx, *nonce); err != nil {
+			return err
+		}
+		return invalid("out_trade_no", "query parameter must be 1-32 characters of [A-Za-z0-9_-]")
+	}
+	rec, err := s.store.GetPaymentByOutTradeNo(ctx, nonce, m.id, otn)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return apiErr(http.StatusNotFound, codeNotFound, "no payment with out_trade_no %s", otn)
+		}
+		return err
+	}
+	return s.answerPayment(ctx, rec, rl)
+}
+
+// answerPayment writes the payment, first asking its channel for the truth
+// when it is pending (at most once per payment every 5 s, across instances).
+func (s *Server) answerPayment(ctx *fasthttp.RequestCtx, rec *payment.Record, rl *reqLog) error {
+	rl.paymentID, rl.channel = rec.PaymentID, rec.Channel
+	if rec.Status == payment.StatusPending && !inProgress(rec) {
+		if ok, err := s.store.Throttle(ctx, rec.MerchantID, "q:"+rec.PaymentID, 5*time.Second); err == nil && ok {
+			if fresh, err := s.refreshPayment(rec); err == nil {
+				rec = fresh
+			} else {
+				s.logger.Info("query on read failed; answering the stored state", zap.String("payment_id", rec.PaymentID), zap.Error(err))
+			}
+		}
+	}
+	writeJSON(ctx, http.StatusOK, view(rec))
+	return nil
+}
+
+// closePayment serves POST /v1/payments/{id}/close.
+func (s *Server) closePayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) error {
+	_, m, nonce, err := s.begin(ctx, rl)
+	if err != nil {
+		return err
+	}
+	rl.paymentID = id
+	if payment.OrderNo(id) == "" {
+		if err := s.store.ClaimNonce(ctx, *nonce); err != nil {
+			return err
+		}
+		return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
+	}
+	rec, err := s.store.GetPayment(ctx, nonce, m.id, id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
+		}
+		return err
+	}
+	rl.channel = rec.Channel
+	if rec.Status.Final() {
+		return apiErr(http.StatusConflict, codeInvalidState, "payment %s is already %s", id, rec.Status)
+	}
+	if inProgress(rec) {
+		return apiErr(http.StatusConflict, codeInProgress, "payment %s is being created; retry shortly", id)
+	}
+	closed, err := s.closeAtChannel(rec, "merchant")
+	if err != nil {
+		return err
+	}
+	if closed.Status != payment.StatusClosed {
+		return apiErr(http.StatusConflict, codeInvalidState, "payment %s is %s at its channel", id, closed.Status)
+	}
+	writeJSON(ctx, http.StatusOK, view(closed))
+	return nil
+}

@@ -1,0 +1,210 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/store"
+)
+
+// SweepStore is the reconciliation schedule (implemented by *store.Store).
+type SweepStore interface {
+	ClaimSweep(ctx context.Context, merchant string, now time.Time, lease time.Duration, max int) ([]store.SweepItem, error)
+	Reschedule(ctx context.Context, merchant, kind, id string, at time.Time) error
+}
+
+// Reconciler makes every pending payment and refund reach the truth without
+// a callback: it queries the channel after the configured delays (then at
+// expiry), applies what it learns through the same exactly-once path as
+// callbacks, and closes an unpaid payment at its channel when it expires.
+// Work is shared across instances by leases on the store's sweep schedule,
+// so no query is made twice at once.
+type Reconciler struct {
+	s        *Server
+	st       SweepStore
+	interval time.Duration
+	lease    time.Duration
+	batch    int
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewReconciler builds a Reconciler; interval is how often it polls.
+func NewReconciler(s *Server, st SweepStore, interval, lease time.Duration) *Reconciler {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	if lease <= 0 {
+		lease = 30 * time.Second
+	}
+	return &Reconciler{s: s, st: st, interval: interval, lease: lease, batch: 50}
+}
+
+// Start runs the sweep loop until Stop.
+func (r *Reconciler) Start(ctx context.Context) {
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTicker(r.interval)
+		defer t.Stop()
+		for {
+			r.SweepOnce(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Stop ends the loop and waits for it.
+func (r *Reconciler) Stop() {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.wg.Wait()
+}
+
+// SweepOnce claims and handles every due item of every merchant once.
+func (r *Reconciler) SweepOnce(ctx context.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.s.logger.Error("panic in reconciler", zap.Any("panic", p), zap.Stack("stack"))
+		}
+	}()
+	for _, m := range r.s.Merchants() {
+		for ctx.Err() == nil {
+			items, err := r.st.ClaimSweep(ctx, m.ID, r.s.now(), r.lease, r.batch)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.s.logger.Warn("reconciler cannot claim", zap.String("merchant", m.ID), zap.Error(err))
+				}
+				break
+			}
+			for _, it := range items {
+				r.handle(ctx, it)
+			}
+			if len(items) < r.batch {
+				break
+			}
+		}
+	}
+}
+
+func (r *Reconciler) handle(ctx context.Context, it store.SweepItem) {
+	var next time.Time
+	var err error
+	switch it.Kind {
+	case store.SweepPayment:
+		next, err = r.payment(ctx, it)
+	case store.SweepRefund:
+		next, err = r.refund(ctx, it)
+	default:
+		err = errors.New("unknown sweep kind " + it.Kind)
+	}
+	if err != nil {
+		r.s.logger.Info("reconcile", zap.String("kind", it.Kind), zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.Error(err))
+		if errors.Is(err, store.ErrNotFound) {
+			next = time.Time{}
+		} else if next.IsZero() {
+			next = r.s.now().Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt))
+		}
+	}
+	if err := r.st.Reschedule(ctx, it.Merchant, it.Kind, it.ID, next); err != nil && ctx.Err() == nil {
+		r.s.logger.Warn("reconciler cannot reschedule", zap.String("id", it.ID), zap.Error(err))
+	}
+}
+
+// payment handles one pending payment; it returns when to look again (zero:
+// never).
+func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time, error) {
+	rec, err := r.s.store.GetPayment(ctx, nil, it.Merchant, it.ID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if rec.Status.Final() {
+		return time.Time{}, nil
+	}
+	now := r.s.now()
+	if inProgress(rec) && now.Sub(rec.UpdatedAt) < time.Minute {
+		return now.Add(10 * time.Second), nil // a live create is still running
+	}
+	fresh, err := r.s.refreshPayment(rec)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if fresh.Status.Final() {
+		r.s.logger.Info("reconciler resolved payment", zap.String("payment_id", rec.PaymentID), zap.String("status", string(fresh.Status)))
+		return time.Time{}, nil
+	}
+	if !now.Before(fresh.ExpiresAt) {
+		closed, err := r.s.closeAtChannel(fresh, "expiry")
+		if err != nil {
+			return time.Time{}, err
+		}
+		if closed.Status.Final() {
+			return time.Time{}, nil
+		}
+	}
+	next := now.Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt))
+	if next.After(fresh.ExpiresAt) && now.Before(fresh.ExpiresAt) {
+		next = fresh.ExpiresAt
+	}
+	return next, nil
+}
+
+// refund handles one pending refund.
+func (r *Reconciler) refund(ctx context.Context, it store.SweepItem) (time.Time, error) {
+	rf, err := r.s.store.GetRefund(ctx, nil, it.Merchant, it.ID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if rf.Status.Final() {
+		return time.Time{}, nil
+	}
+	pay, err := r.s.store.GetPayment(ctx, nil, it.Merchant, rf.PaymentID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	table := r.s.router.Table()
+	ch, ok := table.Channel(rf.Channel)
+	if !ok {
+		return time.Time{}, errors.New("channel " + rf.Channel + " is not configured")
+	}
+	refunder, ok := ch.(adapters.Refunder)
+	if !ok {
+		return time.Time{}, adapters.Unsupported(rf.Channel, "query_refund")
+	}
+	req := refundRequestOf(pay, rf)
+	var st *adapters.RefundState
+	err = r.s.callChannel(table, rf.Channel, "query_refund", func(ctx context.Context) error {
+		var err error
+		st, err = refunder.QueryRefund(ctx, req)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if st.Status == adapters.RefundNotFound {
+		// The channel never got it: send it again with the same refund
+		// number (idempotent at the channel).
+		rf, err = r.s.refundAtChannel(pay, rf)
+		if err != nil {
+			return time.Time{}, err
+		}
+	} else if rf, err = r.s.applyRefundState(ctx, rf, st, "query"); err != nil {
+		return time.Time{}, err
+	}
+	if rf.Status.Final() {
+		return time.Time{}, nil
+	}
+	return r.s.now().Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt)), nil
+}

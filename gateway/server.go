@@ -1,0 +1,385 @@
+// Package gateway is paygate's fasthttp edge: merchant authentication, the
+// merchant API (payments, refunds), channel callbacks, the admin listener, and
+// the payment logic those share (create with safe failover, exactly-once
+// state changes with their outbox events, reconciliation of pending objects).
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/routing"
+	"github.com/paygate/paygate/store"
+)
+
+// Store is the shared state the gateway needs (implemented by *store.Store).
+type Store interface {
+	PaymentStore
+	RefundStore
+	ClaimNonce(ctx context.Context, n store.Nonce) error
+	Throttle(ctx context.Context, merchant, key string, ttl time.Duration) (bool, error)
+	Ping(ctx context.Context) error
+}
+
+// PaymentStore keeps payments.
+type PaymentStore interface {
+	CreatePayment(ctx context.Context, n *store.Nonce, rec *payment.Record, sweepAt time.Time) (*payment.Record, bool, error)
+	GetPayment(ctx context.Context, n *store.Nonce, merchant, paymentID string) (*payment.Record, error)
+	GetPaymentByOutTradeNo(ctx context.Context, n *store.Nonce, merchant, outTradeNo string) (*payment.Record, error)
+	PaymentMerchant(ctx context.Context, paymentID string) (string, error)
+	UpdatePayment(ctx context.Context, rec *payment.Record, ch store.Change) error
+}
+
+// RefundStore keeps refunds.
+type RefundStore interface {
+	CreateRefund(ctx context.Context, n *store.Nonce, rf *payment.RefundRecord, sweepAt time.Time) (*payment.RefundRecord, bool, error)
+	GetRefund(ctx context.Context, n *store.Nonce, merchant, refundID string) (*payment.RefundRecord, error)
+	UpdateRefund(ctx context.Context, rf *payment.RefundRecord, ch store.Change) error
+}
+
+// merchant is a merchant's compiled runtime settings.
+type merchant struct {
+	id        string
+	key       keyVerifier
+	methods   map[payment.Method]bool
+	maxAmount int64
+	limiter   *tokenBucket
+	webhook   []byte
+	allow     []netip.Prefix
+}
+
+// snapshot is the immutable per-config state of the edge, swapped atomically
+// on reload; a request uses the snapshot it started with.
+type snapshot struct {
+	merchants  map[string]*merchant
+	window     time.Duration
+	currencies map[string]bool // every currency some channel lists
+	delays     []time.Duration // reconcile delays
+	publicURL  string
+}
+
+// Server is the merchant-facing edge.
+type Server struct {
+	logger *zap.Logger
+	store  Store
+	router *routing.Router
+	now    func() time.Time
+	cfg    config.Server
+
+	snap atomic.Pointer[snapshot]
+	http *fasthttp.Server
+
+	reqPrefix string
+	reqSeq    atomic.Uint64
+
+	inflight sync.WaitGroup
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithClock injects the clock (tests).
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// New builds the edge. It does not listen until Serve.
+func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logger, opts ...Option) (*Server, error) {
+	s := &Server{logger: logger.Named("gateway"), store: st, router: router, now: time.Now, cfg: cfg.Server}
+	for _, o := range opts {
+		o(s)
+	}
+	var rb [6]byte
+	rand.Read(rb[:])
+	s.reqPrefix = "req_" + fmt.Sprintf("%x", rb[:]) + "_"
+	if err := s.Reload(cfg); err != nil {
+		return nil, err
+	}
+	s.http = &fasthttp.Server{
+		Handler:                       s.Handler,
+		ErrorHandler:                  s.handleReadError,
+		Name:                          "paygate",
+		ReadTimeout:                   cfg.Server.ReadTimeout.D(),
+		WriteTimeout:                  cfg.Server.WriteTimeout.D(),
+		IdleTimeout:                   cfg.Server.IdleTimeout.D(),
+		MaxConnsPerIP:                 cfg.Server.MaxConnsPerIP,
+		MaxRequestBodySize:            cfg.Server.MaxBodyBytes,
+		ReadBufferSize:                cfg.Server.MaxHeaderBytes,
+		DisablePreParseMultipartForm:  true,
+		NoDefaultServerHeader:         true,
+		DisableHeaderNamesNormalizing: false,
+		CloseOnShutdown:               true,
+		Logger:                        fasthttpLogger{s.logger},
+	}
+	return s, nil
+}
+
+// Reload compiles the merchant-facing parts of cfg and swaps them in.
+func (s *Server) Reload(cfg *config.Config) error {
+	snap := &snapshot{
+		merchants:  map[string]*merchant{},
+		window:     cfg.Security.TimestampWindow.D(),
+		currencies: map[string]bool{},
+		publicURL:  cfg.Server.PublicURL,
+	}
+	for _, d := range cfg.Reconcile.Delays {
+		snap.delays = append(snap.delays, d.D())
+	}
+	for _, ch := range cfg.Channels {
+		for _, c := range ch.Currencies {
+			snap.currencies[c] = true
+		}
+	}
+	old := s.snap.Load()
+	for i, mc := range cfg.Merchants {
+		secret, err := config.ResolveSecret(mc.Key.Secret, mc.Key.SecretEnv, mc.Key.SecretFile)
+		if err != nil {
+			return fmt.Errorf("merchants[%d].key: %w", i, err)
+		}
+		pub := mc.Key.PublicKey
+		if pub == "" && mc.Key.PublicKeyFile != "" {
+			b, err := os.ReadFile(mc.Key.PublicKeyFile)
+			if err != nil {
+				return fmt.Errorf("merchants[%d].key.public_key_file: %w", i, err)
+			}
+			pub = string(b)
+		}
+		kv, err := newKeyVerifier(mc.Key.Algorithm, secret, pub)
+		if err != nil {
+			return fmt.Errorf("merchants[%d].key: %w", i, err)
+		}
+		wh, err := config.ResolveSecret(mc.WebhookSecret, mc.WebhookSecretEnv, mc.WebhookSecretFile)
+		if err != nil {
+			return fmt.Errorf("merchants[%d].webhook_secret: %w", i, err)
+		}
+		m := &merchant{id: mc.ID, key: kv, methods: map[payment.Method]bool{}, maxAmount: mc.Limits.MaxAmount, webhook: []byte(wh)}
+		for _, meth := range mc.Methods {
+			m.methods[payment.Method(meth)] = true
+		}
+		for _, n := range mc.NotifyAllowNetworks {
+			p, err := netip.ParsePrefix(n)
+			if err != nil {
+				return fmt.Errorf("merchants[%d].notify_allow_networks: %w", i, err)
+			}
+			m.allow = append(m.allow, p)
+		}
+		// Keep the rate limiter's state across reloads when the rate is unchanged.
+		if old != nil {
+			if om, ok := old.merchants[mc.ID]; ok && om.limiter.rate == float64(mc.Limits.RequestsPerSecond) {
+				m.limiter = om.limiter
+			}
+		}
+		if m.limiter == nil {
+			m.limiter = newTokenBucket(float64(mc.Limits.RequestsPerSecond), s.now)
+		}
+		snap.merchants[mc.ID] = m
+	}
+	s.snap.Store(snap)
+	return nil
+}
+
+// Merchants lists the current merchants' delivery settings (for notify).
+func (s *Server) Merchants() []MerchantInfo {
+	snap := s.snap.Load()
+	out := make([]MerchantInfo, 0, len(snap.merchants))
+	for _, m := range snap.merchants {
+		out = append(out, MerchantInfo{ID: m.id, WebhookSecret: m.webhook, AllowNetworks: m.allow})
+	}
+	return out
+}
+
+// MerchantInfo is what notification delivery needs of a merchant.
+type MerchantInfo struct {
+	ID            string
+	WebhookSecret []byte
+	AllowNetworks []netip.Prefix
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+
+// Shutdown stops accepting, waits for in-flight requests (bounded by ctx).
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+
+// requestID returns a process-unique, cross-instance-unique request id.
+func (s *Server) requestID() string {
+	return s.reqPrefix + strconv.FormatUint(s.reqSeq.Add(1), 36)
+}
+
+// handleReadError answers requests fasthttp could not read: the contract's
+// JSON 413 for a body over server.max_body_bytes, checked before anything else.
+func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
+	reqID := s.requestID()
+	ctx.Response.Header.Set("X-Request-Id", reqID)
+	ctx.SetConnectionClose()
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeErrorBody(ctx, http.StatusRequestEntityTooLarge, codeBodyTooLarge, fmt.Sprintf("body over %d bytes", s.cfg.MaxBodyBytes), reqID)
+	case errors.As(err, &small):
+		writeErrorBody(ctx, http.StatusRequestHeaderFieldsTooLarge, codeInvalidRequest, "headers too large", reqID)
+	default:
+		writeErrorBody(ctx, http.StatusBadRequest, codeInvalidRequest, "malformed HTTP request", reqID)
+	}
+	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()), zap.String("error", err.Error()))
+}
+
+// reqLog collects what the request line logs.
+type reqLog struct {
+	route     string
+	merchant  string
+	paymentID string
+	channel   string
+	err       error
+}
+
+// Handler is the fasthttp handler of the merchant listener.
+func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
+	start := s.now()
+	reqID := s.requestID()
+	ctx.Response.Header.Set("X-Request-Id", reqID)
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	var rl reqLog
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.Error("panic in request", zap.Any("panic", p), zap.Stack("stack"), zap.String("request_id", reqID))
+			writeErrorBody(ctx, http.StatusInternalServerError, codeInternal, "internal error", reqID)
+		}
+		s.logRequest(ctx, reqID, start, &rl)
+	}()
+	if err := s.route(ctx, reqID, &rl); err != nil {
+		rl.err = err
+		writeError(ctx, reqID, err)
+	}
+}
+
+func (s *Server) logRequest(ctx *fasthttp.RequestCtx, reqID string, start time.Time, rl *reqLog) {
+	status := ctx.Response.StatusCode()
+	lvl := zapcore.InfoLevel
+	if status >= 500 {
+		lvl = zapcore.WarnLevel
+	}
+	ce := s.logger.Check(lvl, "request")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("request_id", reqID),
+		zap.ByteString("method", ctx.Method()),
+		zap.String("route", rl.route),
+		zap.Int("status", status),
+		zap.Duration("latency", s.now().Sub(start)),
+	}
+	if rl.merchant != "" {
+		fields = append(fields, zap.String("merchant", rl.merchant))
+	}
+	if rl.paymentID != "" {
+		fields = append(fields, zap.String("payment_id", rl.paymentID))
+	}
+	if rl.channel != "" {
+		fields = append(fields, zap.String("channel", rl.channel))
+	}
+	if rl.err != nil {
+		fields = append(fields, zap.String("error", rl.err.Error()))
+	}
+	ce.Write(fields...)
+}
+
+// route dispatches by path and verb: an unknown path is 404 not_found, a
+// known path with the wrong verb 405 http_method_not_allowed.
+func (s *Server) route(ctx *fasthttp.RequestCtx, reqID string, rl *reqLog) error {
+	path := string(ctx.Path())
+	method := string(ctx.Method())
+	seg, ok := splitPath(path)
+	if !ok {
+		return apiErr(http.StatusNotFound, codeNotFound, "no such endpoint")
+	}
+	want := func(verb, route string) error {
+		rl.route = route
+		if method != verb {
+			ctx.Response.Header.Set("Allow", verb)
+			return apiErr(http.StatusMethodNotAllowed, codeHTTPMethod, "%s is not allowed on %s", method, route)
+		}
+		return nil
+	}
+	switch {
+	case len(seg) == 2 && seg[0] == "v1" && seg[1] == "payments":
+		switch method {
+		case http.MethodPost:
+			rl.route = "POST /v1/payments"
+			return s.createPayment(ctx, rl)
+		case http.MethodGet:
+			rl.route = "GET /v1/payments"
+			return s.getPaymentByOutTradeNo(ctx, rl)
+		}
+		rl.route = "/v1/payments"
+		ctx.Response.Header.Set("Allow", "GET, POST")
+		return apiErr(http.StatusMethodNotAllowed, codeHTTPMethod, "%s is not allowed on /v1/payments", method)
+	case len(seg) == 3 && seg[0] == "v1" && seg[1] == "payments":
+		if err := want(http.MethodGet, "GET /v1/payments/{id}"); err != nil {
+			return err
+		}
+		return s.getPayment(ctx, seg[2], rl)
+	case len(seg) == 4 && seg[0] == "v1" && seg[1] == "payments" && seg[3] == "close":
+		if err := want(http.MethodPost, "POST /v1/payments/{id}/close"); err != nil {
+			return err
+		}
+		return s.closePayment(ctx, seg[2], rl)
+	case len(seg) == 4 && seg[0] == "v1" && seg[1] == "payments" && seg[3] == "refunds":
+		if err := want(http.MethodPost, "POST /v1/payments/{id}/refunds"); err != nil {
+			return err
+		}
+		return s.createRefund(ctx, seg[2], rl)
+	case len(seg) == 3 && seg[0] == "v1" && seg[1] == "refunds":
+		if err := want(http.MethodGet, "GET /v1/refunds/{id}"); err != nil {
+			return err
+		}
+		return s.getRefund(ctx, seg[2], rl)
+	case len(seg) == 2 && seg[0] == "callbacks":
+		if err := want(http.MethodPost, "POST /callbacks/{channel_id}"); err != nil {
+			return err
+		}
+		rl.channel = seg[1]
+		return s.callback(ctx, seg[1], rl)
+	}
+	return apiErr(http.StatusNotFound, codeNotFound, "no such endpoint")
+}
+
+// splitPath splits "/a/b/c" into [a b c]; empty segments make it unknown.
+func splitPath(p string) ([]string, bool) {
+	if len(p) < 2 || p[0] != '/' {
+		return nil, false
+	}
+	var seg []string
+	start := 1
+	for i := 1; i <= len(p); i++ {
+		if i == len(p) || p[i] == '/' {
+			if i == start {
+				return nil, false
+			}
+			seg = append(seg, p[start:i])
+			start = i + 1
+		}
+	}
+	return seg, len(seg) <= 4
+}
+
+// fasthttpLogger routes fasthttp's own messages into zap.
+type fasthttpLogger struct{ l *zap.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Warn(fmt.Sprintf(format, args...)) }
