@@ -87,7 +87,7 @@ func (s *Server) applyOrderState(ctx context.Context, rec *payment.Record, st *a
 		return rec, errAmountMismatch
 	}
 	return s.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
-		now := s.now().UTC()
+		now := s.stamp()
 		var evType string
 		switch st.Status {
 		case adapters.OrderPaid:
@@ -200,7 +200,7 @@ func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord,
 		default:
 			if st.ChannelRefundNo != "" && r.ChannelRefundNo == "" {
 				r.ChannelRefundNo = st.ChannelRefundNo
-				r.UpdatedAt = s.now().UTC()
+				r.UpdatedAt = s.stamp()
 				return store.Change{SweepAt: s.now().Add(30 * time.Second)}, true, nil
 			}
 			return store.Change{}, false, nil
@@ -208,7 +208,7 @@ func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord,
 		if st.ChannelRefundNo != "" {
 			r.ChannelRefundNo = st.ChannelRefundNo
 		}
-		r.UpdatedAt = s.now().UTC()
+		r.UpdatedAt = s.stamp()
 		ev, err := notify.NewEvent(evType, r.RefundID, r.MerchantID, r.NotifyURL, &r.Refund, s.now())
 		if err != nil {
 			return store.Change{}, false, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -17,12 +18,12 @@ import (
 // createPaymentRequest is the body of POST /v1/payments (CONTRACT §4).
 type createPaymentRequest struct {
 	OutTradeNo string            `json:"out_trade_no"`
-	Amount     json.Number       `json:"amount"`
+	Amount     number            `json:"amount"`
 	Currency   string            `json:"currency"`
 	Method     string            `json:"method"`
 	Subject    string            `json:"subject"`
 	NotifyURL  string            `json:"notify_url"`
-	ExpireIn   *json.Number      `json:"expire_in"`
+	ExpireIn   *number           `json:"expire_in"`
 	Payer      *payerInfo        `json:"payer"`
 	Metadata   map[string]string `json:"metadata"`
 
@@ -37,10 +38,22 @@ type payerInfo struct {
 
 type createRefundRequest struct {
 	OutRefundNo string      `json:"out_refund_no"`
-	Amount      json.Number `json:"amount"`
+	Amount      number `json:"amount"`
 	Reason      string      `json:"reason"`
 
 	amount int64
+}
+
+// number is a JSON number kept as its literal text. Unlike json.Number it
+// refuses a quoted string: "amount": "100" is a type error.
+type number string
+
+func (n *number) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || !(b[0] == '-' || '0' <= b[0] && b[0] <= '9') {
+		return &json.UnmarshalTypeError{Value: "non-number", Type: reflect.TypeOf(int64(0))}
+	}
+	*n = number(b)
+	return nil
 }
 
 // decodeStrict decodes one JSON object into v: unknown fields, wrong types,
@@ -99,7 +112,7 @@ func isRefToken(s string, max int) bool {
 }
 
 // parseAmount: an integer ≥ 1 in minor units, no fraction, no exponent.
-func parseAmount(field string, n json.Number) (int64, error) {
+func parseAmount(field string, n number) (int64, error) {
 	if n == "" {
 		return 0, invalid(field, "is required")
 	}

@@ -82,7 +82,7 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 		return s.rejectAfterNonce(ctx, nonce, apiErr(http.StatusForbidden, codeAmountOverLimit, "amount %d is over the merchant's limit of %d", req.amount, m.maxAmount))
 	}
 
-	now := s.now().UTC().Truncate(time.Second)
+	now := s.stamp()
 	table := s.router.Table()
 	decision := table.Decide(routing.Request{Merchant: m.id, Method: method, Amount: req.amount, Currency: req.Currency, Metadata: req.Metadata})
 	var eligible []string
@@ -179,7 +179,7 @@ func (s *Server) createAtChannels(table *routing.Table, rec *payment.Record, req
 		if i > 0 {
 			s.router.RecordFailover(eligible[i-1], chID)
 			rec.Channel = chID
-			rec.Attempts = append(rec.Attempts, payment.Attempt{Channel: chID, At: s.now().UTC()})
+			rec.Attempts = append(rec.Attempts, payment.Attempt{Channel: chID, At: s.stamp()})
 			if err := s.store.UpdatePayment(bg, rec, store.Change{SweepAt: s.now().Add(30 * time.Second)}); err != nil {
 				return err
 			}
@@ -199,7 +199,7 @@ func (s *Server) createAtChannels(table *routing.Table, rec *payment.Record, req
 		})
 		att := &rec.Attempts[len(rec.Attempts)-1]
 		att.LatencyMS = s.now().Sub(start).Milliseconds()
-		now := s.now().UTC()
+		now := s.stamp()
 		rec.UpdatedAt = now
 		if err == nil {
 			att.Outcome = payment.OutcomeCreated

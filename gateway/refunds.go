@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -43,7 +42,7 @@ func (s *Server) createRefund(ctx *fasthttp.RequestCtx, paymentID string, rl *re
 		return err
 	}
 	rl.channel = pay.Channel
-	now := s.now().UTC().Truncate(time.Second)
+	now := s.stamp()
 	rid := payment.NewRefundID(paymentID)
 	rf := &payment.RefundRecord{
 		Refund: payment.Refund{

@@ -383,3 +383,6 @@ func splitPath(p string) ([]string, bool) {
 type fasthttpLogger struct{ l *zap.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Warn(fmt.Sprintf(format, args...)) }
+
+// stamp is the current time as stored and shown: UTC, whole seconds.
+func (s *Server) stamp() time.Time { return s.now().UTC().Truncate(time.Second) }

@@ -1,0 +1,211 @@
+package gateway_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/paygate/paygate/store/storetest"
+)
+
+type env struct {
+	sim *sim
+	in  *instance
+	sg  signer
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	rs := storetest.Redis(t)
+	s := newSim(t)
+	cfg := testConfig(t, s.srv.URL)
+	s.start(t, cfg)
+	return &env{sim: s, in: startInstance(t, cfg, rs.Addr()), sg: hmacSigner("m-hmac", hmacSecret)}
+}
+
+func TestCreatePaymentNativeAndIdempotency(t *testing.T) {
+	e := newEnv(t)
+	body := paymentBody("order-1001", 1999, "qr")
+	r := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", body, reqOpts{})
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	p := r.json(t)
+	action := p["action"].(map[string]any)
+	if p["status"] != "pending" || p["channel"] != "wechat-main" || action["type"] != "qr_code" || !strings.HasPrefix(action["code_url"].(string), "weixin://wxpay/bizpayurl") {
+		t.Fatalf("unexpected payment: %s", r.body)
+	}
+	if p["amount"] != float64(1999) || p["out_trade_no"] != "order-1001" || p["merchant_id"] != "m-hmac" || p["refunded_amount"] != float64(0) {
+		t.Fatalf("unexpected fields: %s", r.body)
+	}
+	id := p["payment_id"].(string)
+
+	// The same request again: 200, same payment, nothing new at the channel.
+	r2 := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", body, reqOpts{})
+	if r2.status != 200 || r2.header.Get("Idempotent-Replayed") != "true" || r2.json(t)["payment_id"] != id {
+		t.Fatalf("replay: %d %v %s", r2.status, r2.header, r2.body)
+	}
+	// Fields that are not compared may differ (subject).
+	r3 := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", []byte(strings.Replace(string(body), "Coffee", "Tea", 1)), reqOpts{})
+	if r3.status != 200 || r3.json(t)["payment_id"] != id {
+		t.Fatalf("replay with another subject: %d %s", r3.status, r3.body)
+	}
+	// Another amount: conflict.
+	r4 := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", paymentBody("order-1001", 2000, "qr"), reqOpts{})
+	if r4.status != 409 || r4.errCode(t) != "out_trade_no_conflict" {
+		t.Fatalf("conflict: %d %s", r4.status, r4.body)
+	}
+	if got := e.sim.creates.Load(); got != 1 {
+		t.Fatalf("channel orders: %d, want 1", got)
+	}
+	// Read it back by id and by out_trade_no.
+	g := e.sg.do(t, e.in.url, http.MethodGet, "/v1/payments/"+id, nil, reqOpts{})
+	if g.status != 200 || g.json(t)["payment_id"] != id || g.json(t)["status"] != "pending" {
+		t.Fatalf("get: %d %s", g.status, g.body)
+	}
+	g2 := e.sg.do(t, e.in.url, http.MethodGet, "/v1/payments?out_trade_no=order-1001", nil, reqOpts{})
+	if g2.status != 200 || g2.json(t)["payment_id"] != id {
+		t.Fatalf("get by out_trade_no: %d %s", g2.status, g2.body)
+	}
+	// Another merchant cannot see it.
+	g3 := edSigner("m-ed", testKeys(t).edPriv).do(t, e.in.url, http.MethodGet, "/v1/payments/"+id, nil, reqOpts{})
+	if g3.status != 404 {
+		t.Fatalf("other merchant: %d %s", g3.status, g3.body)
+	}
+}
+
+// 50 concurrent identical creates: one channel order; every caller gets the
+// same payment or 409 request_in_progress.
+func TestConcurrentIdenticalCreates(t *testing.T) {
+	e := newEnv(t)
+	body := paymentBody("order-race", 500, "wechat_native")
+	const n = 50
+	var wg sync.WaitGroup
+	results := make([]response, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", body, reqOpts{})
+		}()
+	}
+	wg.Wait()
+	ids := map[string]bool{}
+	created := 0
+	for _, r := range results {
+		switch r.status {
+		case 201:
+			created++
+			ids[r.json(t)["payment_id"].(string)] = true
+		case 200:
+			ids[r.json(t)["payment_id"].(string)] = true
+		case 409:
+			if r.errCode(t) != "request_in_progress" {
+				t.Fatalf("409 with %s", r.body)
+			}
+		default:
+			t.Fatalf("unexpected %d %s", r.status, r.body)
+		}
+	}
+	if created != 1 || len(ids) != 1 {
+		t.Fatalf("created %d, distinct payments %d", created, len(ids))
+	}
+	if got := e.sim.creates.Load(); got != 1 {
+		t.Fatalf("channel orders: %d, want 1", got)
+	}
+}
+
+func TestCreatePaymentValidation(t *testing.T) {
+	e := newEnv(t)
+	valid := `"out_trade_no":"v-1","amount":100,"currency":"CNY","method":"qr","subject":"S","notify_url":"https://m.example/n"`
+	cases := []struct {
+		name   string
+		body   string
+		status int
+		code   string
+		field  string
+	}{
+		{"malformed json", `{"out_trade_no":`, 400, "invalid_request", "body"},
+		{"empty body", ``, 400, "invalid_request", "body"},
+		{"unknown field", `{` + valid + `,"colour":"red"}`, 400, "invalid_request", "colour"},
+		{"missing out_trade_no", `{"amount":100,"currency":"CNY","method":"qr","subject":"S","notify_url":"https://m.example/n"}`, 400, "invalid_request", "out_trade_no"},
+		{"bad out_trade_no", strings.Replace(`{`+valid+`}`, `"v-1"`, `"v 1"`, 1), 400, "invalid_request", "out_trade_no"},
+		{"long out_trade_no", strings.Replace(`{`+valid+`}`, `"v-1"`, `"`+strings.Repeat("a", 33)+`"`, 1), 400, "invalid_request", "out_trade_no"},
+		{"fractional amount", strings.Replace(`{`+valid+`}`, `100`, `19.99`, 1), 400, "invalid_request", "amount"},
+		{"zero amount", strings.Replace(`{`+valid+`}`, `100`, `0`, 1), 400, "invalid_request", "amount"},
+		{"string amount", strings.Replace(`{`+valid+`}`, `100`, `"100"`, 1), 400, "invalid_request", "amount"},
+		{"currency", strings.Replace(`{`+valid+`}`, `"CNY"`, `"XXX"`, 1), 400, "invalid_request", "currency"},
+		{"unknown method", strings.Replace(`{`+valid+`}`, `"qr"`, `"cash"`, 1), 400, "invalid_request", "method"},
+		{"empty subject", strings.Replace(`{`+valid+`}`, `"S"`, `""`, 1), 400, "invalid_request", "subject"},
+		{"long subject", strings.Replace(`{`+valid+`}`, `"S"`, `"`+strings.Repeat("咖", 128)+`"`, 1), 400, "invalid_request", "subject"},
+		{"notify_url scheme", strings.Replace(`{`+valid+`}`, `https://m.example/n`, `ftp://m.example/n`, 1), 400, "invalid_request", "notify_url"},
+		{"notify_url relative", strings.Replace(`{`+valid+`}`, `https://m.example/n`, `/n`, 1), 400, "invalid_request", "notify_url"},
+		{"expire_in low", `{` + valid + `,"expire_in":59}`, 400, "invalid_request", "expire_in"},
+		{"expire_in high", `{` + valid + `,"expire_in":86401}`, 400, "invalid_request", "expire_in"},
+		{"jsapi without openid", strings.Replace(`{`+valid+`}`, `"qr"`, `"wechat_jsapi"`, 1), 400, "invalid_request", "payer.openid"},
+		{"client_ip", `{` + valid + `,"payer":{"client_ip":"not-an-ip"}}`, 400, "invalid_request", "payer.client_ip"},
+		{"metadata value type", `{` + valid + `,"metadata":{"a":1}}`, 400, "invalid_request", "metadata"},
+		{"metadata too long", `{` + valid + `,"metadata":{"a":"` + strings.Repeat("x", 257) + `"}}`, 400, "invalid_request", "metadata.a"},
+		{"trailing data", `{` + valid + `} {}`, 400, "invalid_request", "body"},
+		{"method not enabled", strings.Replace(`{`+valid+`}`, `"qr"`, `"bank_redirect"`, 1), 403, "payment_method_not_allowed", ""},
+		{"over limit", strings.Replace(`{`+valid+`}`, `100`, `5000001`, 1), 403, "amount_over_limit", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", []byte(tc.body), reqOpts{})
+			if r.status != tc.status || r.errCode(t) != tc.code {
+				t.Fatalf("got %d %s", r.status, r.body)
+			}
+			msg := r.json(t)["error"].(map[string]any)["message"].(string)
+			if tc.field != "" && !strings.HasPrefix(msg, tc.field+":") {
+				t.Fatalf("message %q does not name %s", msg, tc.field)
+			}
+		})
+	}
+	if got := e.sim.creates.Load(); got != 0 {
+		t.Fatalf("bad input reached the channel: %d orders", got)
+	}
+	// A rejected body still claims its nonce (the nonce check comes first).
+	nonce := newNonce()
+	e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", []byte(`{}`), reqOpts{nonce: nonce})
+	r := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", paymentBody("v-2", 100, "qr"), reqOpts{nonce: nonce})
+	if r.errCode(t) != "nonce_replayed" {
+		t.Fatalf("nonce of a 400 request reused: %d %s", r.status, r.body)
+	}
+}
+
+func TestJSAPIAndClose(t *testing.T) {
+	e := newEnv(t)
+	r := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", paymentBody("js-1", 300, "wechat_jsapi"), reqOpts{})
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	p := r.json(t)
+	act := p["action"].(map[string]any)
+	params, _ := act["params"].(map[string]any)
+	for _, k := range []string{"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"} {
+		if params[k] == nil || params[k] == "" {
+			t.Fatalf("jsapi params lack %s: %s", k, r.body)
+		}
+	}
+	if act["type"] != "jsapi" || !strings.HasPrefix(params["package"].(string), "prepay_id=") || params["signType"] != "RSA" {
+		t.Fatalf("jsapi action: %s", r.body)
+	}
+	id := p["payment_id"].(string)
+	c := e.sg.do(t, e.in.url, http.MethodPost, fmt.Sprintf("/v1/payments/%s/close", id), nil, reqOpts{})
+	if c.status != 200 || c.json(t)["status"] != "closed" {
+		t.Fatalf("close: %d %s", c.status, c.body)
+	}
+	c2 := e.sg.do(t, e.in.url, http.MethodPost, fmt.Sprintf("/v1/payments/%s/close", id), nil, reqOpts{})
+	if c2.status != 409 || c2.errCode(t) != "invalid_state" {
+		t.Fatalf("close again: %d %s", c2.status, c2.body)
+	}
+	// The channel agrees: a pay attempt on the closed order is refused.
+	orderNo := strings.TrimPrefix(id, "pay_")
+	if err := e.sim.sim.Pay(orderNo); err == nil {
+		t.Fatal("the simulator let the payer pay a closed order")
+	}
+}
