@@ -237,7 +237,9 @@ func TestAuthentication(t *testing.T) {
 		call   func(f *fixture) call
 		status int
 	}{
-		{"genuine", func(f *fixture) call { return call{method: "POST", uri: "/v3/pay/transactions/native", body: orderBody(nil)} }, 200},
+		{"genuine", func(f *fixture) call {
+			return call{method: "POST", uri: "/v3/pay/transactions/native", body: orderBody(nil)}
+		}, 200},
 		{"other key", func(f *fixture) call {
 			return call{method: "POST", uri: "/v3/pay/transactions/native", body: orderBody(nil), key: other}
 		}, 401},
