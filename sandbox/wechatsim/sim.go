@@ -350,3 +350,9 @@ func (s *Sim) notify(notifyURL, eventType, summary, originalType string, plainte
 	s.notifier.Send(notifyURL, h, body, func(status int, _ []byte) bool { return status >= 200 && status < 300 })
 	return nil
 }
+
+// Interface guards.
+var (
+	_ sandbox.Sim     = (*Sim)(nil)
+	_ sandbox.Factory = New
+)
