@@ -391,11 +391,13 @@ func (c *Client) call(ctx context.Context, op, method, path, rawQuery string, bo
 			return nil, &adapters.Error{Channel: c.cfg.ID, Op: op, Kind: adapters.KindInvalid, Code: "encode_failed", Err: err}
 		}
 	}
-	u := *c.base
-	u.Path = c.base.Path + path
-	u.RawPath = ""
-	u.RawQuery = rawQuery
-	req, err := http.NewRequest(method, u.String(), bytes.NewReader(payload))
+	// path is already escaped; the signed REQUEST_URI is exactly what the
+	// request line carries (base path prefix included).
+	target := c.base.String() + path
+	if rawQuery != "" {
+		target += "?" + rawQuery
+	}
+	req, err := http.NewRequest(method, target, bytes.NewReader(payload))
 	if err != nil {
 		return nil, &adapters.Error{Channel: c.cfg.ID, Op: op, Kind: adapters.KindInvalid, Code: "bad_url", Err: err}
 	}

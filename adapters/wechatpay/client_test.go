@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -509,9 +510,22 @@ func TestTransportFailures(t *testing.T) {
 	})
 }
 
+// observer records the calls the adapter reports.
+type observer struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (o *observer) ObserveCall(channel, op string, status int, _ time.Duration, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls = append(o.calls, channel+" "+op+" "+strconv.Itoa(status))
+}
+
 func TestPathPrefixAndHeaders(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, options{prefix: "/proxy/wxpay"})
+	obs := &observer{}
+	h := newHarness(t, options{prefix: "/proxy/wxpay", mutate: func(c *wechatpay.Config) { c.Observer = obs }})
 	ctx := context.Background()
 	req := h.order(payment.MethodQR, 100)
 	if _, err := h.client.Create(ctx, req); err != nil {
@@ -523,6 +537,11 @@ func TestPathPrefixAndHeaders(t *testing.T) {
 	if err := h.client.Close(ctx, &adapters.QueryRequest{OrderNo: req.OrderNo}); err != nil {
 		t.Fatal(err)
 	}
+	obs.mu.Lock()
+	if got, want := strings.Join(obs.calls, ","), "wechat-test create 200,wechat-test query 200,wechat-test close 204"; got != want {
+		t.Errorf("observed calls %q, want %q", got, want)
+	}
+	obs.mu.Unlock()
 	wantURIs := []string{
 		"/proxy/wxpay/v3/pay/transactions/native",
 		"/proxy/wxpay/v3/pay/transactions/out-trade-no/" + req.OrderNo + "?mchid=" + mchID,
