@@ -30,7 +30,8 @@ type Server struct {
 	AdminListen string `yaml:"admin_listen"` // default "127.0.0.1:9090"
 	// PublicURL is the base URL channels use to reach paygate; channel
 	// notify URLs are PublicURL + "/callbacks/{channel_id}".
-	// Default "http://127.0.0.1" + the port of Listen.
+	// Default "http://" + the host of Listen (127.0.0.1 when Listen has no
+	// host or is 0.0.0.0 / ::) + ":" + its port. A trailing "/" is dropped.
 	PublicURL       string   `yaml:"public_url"`
 	MaxBodyBytes    int      `yaml:"max_body_bytes"`   // default 65536
 	MaxHeaderBytes  int      `yaml:"max_header_bytes"` // default 8192
@@ -149,7 +150,7 @@ type Breaker struct {
 	FailureRatio     float64  `yaml:"failure_ratio"`      // default 0.5
 	OpenFor          Duration `yaml:"open_for"`           // default 10s
 	HalfOpenRequests uint32   `yaml:"half_open_requests"` // default 5
-	Interval         Duration `yaml:"interval"`           // closed-state count reset; default 60s
+	Interval         Duration `yaml:"interval"`           // closed-state count reset; default 60s; 0: never
 }
 
 // Credentials are a channel's credentials; which keys apply depends on the
