@@ -38,3 +38,37 @@ func ResolveSecret(value, envName, file string) (string, error) {
 	}
 	return "", nil
 }
+
+// The resolved values of the config's secrets. Each reads the environment
+// or a file when that form is used, so call them once at start (or reload)
+// and keep the result; Validate has already checked that they resolve.
+
+// ResolveSecret returns the merchant's hmac-sha256 shared secret.
+func (k Key) ResolveSecret() (string, error) {
+	return ResolveSecret(k.Secret, k.SecretEnv, k.SecretFile)
+}
+
+// ResolveWebhookSecret returns the key that signs the merchant's notifications.
+func (m Merchant) ResolveWebhookSecret() (string, error) {
+	return ResolveSecret(m.WebhookSecret, m.WebhookSecretEnv, m.WebhookSecretFile)
+}
+
+// ResolveAdminToken returns the admin API bearer token.
+func (s Server) ResolveAdminToken() (string, error) {
+	return ResolveSecret(s.AdminToken, s.AdminTokenEnv, s.AdminTokenFile)
+}
+
+// ResolvePassword returns the Redis password ("" when none is set).
+func (r Redis) ResolvePassword() (string, error) {
+	return ResolveSecret(r.Password, r.PasswordEnv, r.PasswordFile)
+}
+
+// ResolvePrivateKey returns the channel's private signing key, PEM text.
+func (c Credentials) ResolvePrivateKey() (string, error) {
+	return ResolveSecret(c.PrivateKey, c.PrivateKeyEnv, c.PrivateKeyFile)
+}
+
+// ResolveAPIv3Key returns the WeChat Pay APIv3 key (32 bytes).
+func (c Credentials) ResolveAPIv3Key() (string, error) {
+	return ResolveSecret(c.APIv3Key, c.APIv3KeyEnv, c.APIv3KeyFile)
+}
