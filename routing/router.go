@@ -1,0 +1,253 @@
+// Package routing chooses the channel instance for each payment and guards
+// every channel call.
+//
+// Rules (config routing.rules) compile into an immutable Table, swapped
+// atomically on reload; a request keeps the Table it started with. Each
+// channel instance has a health window (technical successes and failures in
+// time buckets, shared between gateway instances through the store) and a
+// circuit breaker (sony/gobreaker, two-step). Table.Decide matches the first
+// rule, excludes the candidates that cannot serve the request now, and orders
+// the rest by priority tier and weight × health score. Router.Call runs one
+// channel operation through the channel's breaker and records its outcome.
+// See docs/routing.md.
+package routing
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/store"
+)
+
+// Builder builds the adapter of one channel instance (the wiring passes
+// adapter constructors). It is called for every channel on New and on every
+// Reload.
+type Builder func(ch config.Channel) (adapters.Channel, error)
+
+// HealthStore is the shared health store (implemented by *store.Store).
+type HealthStore interface {
+	// AddHealth adds the counts of buckets to the stored ones (one
+	// pipelined round trip); ttl bounds how long a bucket is kept.
+	AddHealth(ctx context.Context, buckets []store.HealthBucket, ttl time.Duration) error
+	// ReadHealth returns channel's stored buckets with index from..to.
+	ReadHealth(ctx context.Context, channel string, from, to int64) ([]store.HealthBucket, error)
+}
+
+// Option configures a Router.
+type Option func(*options)
+
+type options struct {
+	now    func() time.Time
+	seed   uint64
+	seeded bool
+}
+
+// WithClock sets the clock of the health windows and latency measurements
+// (default time.Now). Breaker timing (open_for, interval) runs on the wall
+// clock: gobreaker has no clock hook.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithSeed makes the weighted and exploration choices deterministic: the
+// same seed and the same sequence of Decide calls give the same choices.
+// Default: a random seed.
+func WithSeed(seed uint64) Option { return func(o *options) { o.seed, o.seeded = seed, true } }
+
+// Router owns the current routing Table and the per-channel health and
+// breaker state. It is safe for concurrent use.
+type Router struct {
+	build  Builder
+	hs     HealthStore // nil: no sharing, local windows only
+	logger *zap.Logger
+	rt     *routerState
+
+	reloadMu sync.Mutex // serialises Reload; readers never take it
+	table    atomic.Pointer[Table]
+
+	lifeMu sync.Mutex
+	cancel context.CancelFunc // of the sync loop; nil when not started
+	done   chan struct{}
+}
+
+// New compiles cfg and builds every channel's adapter with build. hs may be
+// nil (a nil interface, not a typed nil pointer): scores then use this
+// instance's outcomes only. logger may be nil.
+func New(cfg *config.Config, build Builder, hs HealthStore, logger *zap.Logger, opts ...Option) (*Router, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	if !o.seeded {
+		o.seed = rand.Uint64()
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	logger = logger.Named("routing")
+	r := &Router{
+		build:  build,
+		hs:     hs,
+		logger: logger,
+		rt:     &routerState{now: o.now, logger: logger, shared: hs != nil, seed: o.seed},
+	}
+	if build == nil {
+		r.build = func(config.Channel) (adapters.Channel, error) { return nil, nil }
+	}
+	t, err := r.compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.table.Store(t)
+	return r, nil
+}
+
+// Reload builds and validates a new Table from cfg completely (adapters
+// included), then swaps it in atomically. On error nothing changes and the
+// error lists every problem with its YAML path. Channels that remain keep
+// their health window (unless routing.health.window or buckets changed) and
+// their breaker (unless their breaker settings changed).
+func (r *Router) Reload(cfg *config.Config) error {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	t, err := r.compile(cfg)
+	if err != nil {
+		return err
+	}
+	r.table.Store(t)
+	r.logger.Info("routing table reloaded", zap.Int("rules", len(t.rules)), zap.Int("channels", len(t.channels)))
+	return nil
+}
+
+// Table is the current routing table. Keep it for the whole request.
+func (r *Router) Table() *Table { return r.table.Load() }
+
+// Call runs one channel operation through that channel's breaker and
+// records the outcome in its health window:
+//
+//   - nil: breaker success, health success;
+//   - a technical *adapters.Error (Technical()) or an untyped error: breaker
+//     failure, health failure;
+//   - another *adapters.Error (declined, invalid, not found, ...): breaker
+//     success, health unaffected;
+//   - context.Canceled (the caller gave up): neither.
+//
+// If the breaker is open, or half-open with every probe slot taken, fn is not
+// called and Call returns an *adapters.Error{Kind: KindUnavailable, Code:
+// "breaker_open"}. If ctx has no deadline, Call puts the channel's timeout on
+// it. A panic in fn counts as a technical failure and is re-raised.
+//
+// A channel that is not in the current table (a reload removed it while a
+// request was using the old table) runs fn unguarded and unrecorded.
+func (r *Router) Call(ctx context.Context, channel, op string, fn func(ctx context.Context) error) error {
+	ch, ok := r.table.Load().byID[channel]
+	if !ok {
+		return fn(ctx)
+	}
+	done, err := ch.br.cb.Allow()
+	if err != nil {
+		return &adapters.Error{Channel: channel, Op: op, Kind: adapters.KindUnavailable, Code: "breaker_open",
+			Message: "circuit breaker open; request not sent", Err: err}
+	}
+	if _, has := ctx.Deadline(); !has {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ch.timeout)
+		defer cancel()
+	}
+	start := r.rt.now()
+	returned := false
+	defer func() {
+		if !returned { // fn panicked; the panic continues after this
+			done(errBreakerFailure)
+			now := r.rt.now()
+			ch.health.observe(now, false, now.Sub(start))
+		}
+	}()
+	err = fn(ctx)
+	returned = true
+	now := r.rt.now()
+	o := classify(ctx, err)
+	done(o.breakerErr())
+	switch o {
+	case outcomeSuccess:
+		ch.health.observe(now, true, now.Sub(start))
+	case outcomeTechnical:
+		ch.health.observe(now, false, now.Sub(start))
+	}
+	return err
+}
+
+// RecordFailover counts a failover from one channel to another; it shows in
+// from's ChannelStatus.FailoversRecent for one health window.
+func (r *Router) RecordFailover(from, to string) {
+	if ch, ok := r.table.Load().byID[from]; ok {
+		ch.health.failover(r.rt.now())
+	}
+	r.logger.Debug("failover", zap.String("from", from), zap.String("to", to))
+}
+
+// ChannelStatus is one channel's figures for GET /admin/channels and the
+// status page.
+type ChannelStatus struct {
+	Channel string  `json:"channel"`
+	Type    string  `json:"type"`
+	Score   float64 `json:"score"`   // health score in (0, 1], what Decide uses
+	Breaker string  `json:"breaker"` // closed | half-open | open
+	// SuccessRate is ok / (ok + technical failures) over the window, 1 when
+	// Samples is 0. Business declines are in neither count.
+	SuccessRate float64 `json:"success_rate"`
+	Samples     int64   `json:"samples"`
+	// P50MS and P99MS are this instance's latency percentiles over the
+	// window (±6%), 0 with no samples.
+	P50MS float64 `json:"p50_ms"`
+	P99MS float64 `json:"p99_ms"`
+	// FailoversRecent counts payments that failed over away from this
+	// channel within the window, on this instance.
+	FailoversRecent int64 `json:"failovers_recent"`
+	LatencyTargetMS int64 `json:"latency_target_ms"`
+	// Source says where Score, SuccessRate and Samples come from: "shared"
+	// (all gateway instances, through the store) or "local" (this one).
+	Source string `json:"source"`
+}
+
+// Channels reports every channel of the current table, in config order.
+func (r *Router) Channels() []ChannelStatus {
+	t := r.Table()
+	now := r.rt.now()
+	out := make([]ChannelStatus, 0, len(t.channels))
+	for _, ch := range t.channels {
+		c := ch.health.window(now, r.rt.shared, t.fresh)
+		ls := ch.health.local(now)
+		st, _ := ch.br.state()
+		s := ChannelStatus{
+			Channel:         ch.id,
+			Type:            ch.cfg.Type,
+			Score:           c.score(t.minSamples, ch.target),
+			Breaker:         stateName(st),
+			SuccessRate:     c.successRate(),
+			Samples:         c.samples(),
+			P50MS:           ls.p50MS,
+			P99MS:           ls.p99MS,
+			FailoversRecent: ls.failovers,
+			LatencyTargetMS: ch.target.Milliseconds(),
+			Source:          "local",
+		}
+		if c.shared {
+			s.Source = "shared"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Rules describes the current rules in order, then the implicit fallback
+// rule of each method that some channel serves.
+func (r *Router) Rules() []RuleInfo { return r.Table().ruleInfos() }

@@ -1,0 +1,370 @@
+package routing
+
+import (
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/payment"
+)
+
+// FallbackRule is Decision.Rule when no rule matched: the request is served
+// by every channel that lists its method, with equal weights (CONTRACT §8).
+const FallbackRule = "(fallback)"
+
+// Exclusion reasons (Candidate.Reason of a candidate that is not eligible).
+const (
+	ReasonWeightZero    = "weight 0"
+	ReasonMethod        = "does not serve method"
+	ReasonCurrency      = "currency not supported"
+	ReasonBreakerOpen   = "breaker open"
+	ReasonBreakerProbes = "breaker half-open, all probe slots taken"
+)
+
+// Reasons of eligible candidates. ReasonExploration is exact; the others
+// get the "probing (breaker half-open): " prefix when the breaker is
+// half-open.
+const (
+	ReasonExploration = "exploration"
+	ReasonWeighted    = "weighted random choice by weight × score in the first priority tier"
+	ReasonRanked      = "ranked by weight × score in the first priority tier"
+	ReasonLaterTier   = "ranked by weight × score in a later priority tier"
+	probingPrefix     = "probing (breaker half-open): "
+)
+
+// Reason strings are constants so that Decide does not build strings per
+// request; index [probing].
+var (
+	reasonExploration = [2]string{ReasonExploration, probingPrefix + ReasonExploration}
+	reasonWeighted    = [2]string{ReasonWeighted, probingPrefix + ReasonWeighted}
+	reasonRanked      = [2]string{ReasonRanked, probingPrefix + ReasonRanked}
+	reasonLaterTier   = [2]string{ReasonLaterTier, probingPrefix + ReasonLaterTier}
+)
+
+// Request is what routing matches on.
+type Request struct {
+	Merchant string
+	Method   payment.Method
+	Amount   int64 // minor units (fen)
+	Currency string
+	Metadata map[string]string
+}
+
+// Decision is the outcome of routing one request: the candidates of the
+// matched rule (or of the fallback), eligible ones first in the order to
+// try, then the excluded ones in rule order, each with its reason.
+type Decision struct {
+	Rule       string      `json:"rule"`
+	Candidates []Candidate `json:"candidates"`
+}
+
+// Candidate is one channel of a decision.
+type Candidate struct {
+	Channel  string  `json:"channel"`
+	Rule     string  `json:"rule"`
+	Weight   float64 `json:"weight"`
+	Priority int     `json:"priority"`
+	Score    float64 `json:"score"`   // health score in (0, 1]
+	Breaker  string  `json:"breaker"` // closed | half-open | open
+	Eligible bool    `json:"eligible"`
+	Reason   string  `json:"reason"`
+}
+
+// Table is an immutable compiled routing table. Take it once per request
+// (Router.Table) and use it for the whole request: a reload swaps in a new
+// Table and never changes this one. The health and breaker state it reads
+// is live and shared with the tables before and after it.
+type Table struct {
+	rt          *routerState
+	rules       []rule
+	fallback    [][]ref // by method index (payment.Methods order)
+	channels    []*channel
+	byID        map[string]*channel
+	maxAttempts int
+	exploration float64
+	minSamples  int
+	window      time.Duration
+	buckets     int
+	sync        time.Duration // health.sync_interval
+	fresh       time.Duration // how old a shared snapshot may be and still be scored on
+}
+
+// routerState is what a Table shares with its Router and the other tables.
+type routerState struct {
+	now    func() time.Time
+	logger *zap.Logger
+	shared bool // a HealthStore is configured
+	seed   uint64
+	draws  atomic.Uint64
+}
+
+// rand returns the next 64 random bits: SplitMix64 over an atomic counter,
+// so concurrent Decide calls need no lock, and a seeded router makes the
+// same draws in the same order.
+func (rt *routerState) rand() uint64 {
+	return splitmix64(rt.seed + rt.draws.Add(1)*0x9e3779b97f4a7c15)
+}
+
+func splitmix64(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// unit maps 64 random bits to [0, 1).
+func unit(x uint64) float64 { return float64(x>>11) / (1 << 53) }
+
+// channel is one channel instance in a table: its config and adapter (per
+// table) and its health and breaker (shared across tables).
+type channel struct {
+	id         string
+	cfg        config.Channel
+	adapter    adapters.Channel
+	methods    uint64 // bit i: serves payment.Methods[i]
+	currencies []string
+	timeout    time.Duration
+	target     time.Duration // latency target
+	health     *health
+	br         *breaker
+}
+
+func (c *channel) servesCurrency(cur string) bool {
+	for _, s := range c.currencies {
+		if strings.EqualFold(s, cur) {
+			return true
+		}
+	}
+	return false
+}
+
+// ref is one candidate of a rule.
+type ref struct {
+	ch       *channel
+	weight   float64
+	priority int
+}
+
+// rule is a compiled routing rule.
+type rule struct {
+	name    string
+	match   matcher
+	refs    []ref
+	summary string
+}
+
+// Channel returns the adapter of channel id.
+func (t *Table) Channel(id string) (adapters.Channel, bool) {
+	c, ok := t.byID[id]
+	if !ok {
+		return nil, false
+	}
+	return c.adapter, true
+}
+
+// ChannelConfig returns the configuration of channel id, as configured.
+func (t *Table) ChannelConfig(id string) (config.Channel, bool) {
+	c, ok := t.byID[id]
+	if !ok {
+		return config.Channel{}, false
+	}
+	return c.cfg, true
+}
+
+// MaxAttempts is routing.failover.max_attempts: how many channels one
+// payment may be tried on.
+func (t *Table) MaxAttempts() int { return t.maxAttempts }
+
+// Decide routes req: the first matching rule (or the fallback) gives the
+// candidates; the ones that cannot serve it now are excluded with a reason;
+// the eligible ones are ordered by priority tier, then by a weighted random
+// choice proportional to weight × health score for the first, then by
+// weight × score. With probability routing.exploration the first is instead
+// a uniformly random eligible candidate. It reads live breaker and health
+// state, allocates only the result slice, and logs the decision at debug
+// level.
+func (t *Table) Decide(req Request) Decision {
+	mi := methodIndex(req.Method)
+	d := Decision{Rule: FallbackRule}
+	var refs []ref
+	matched := false
+	for i := range t.rules {
+		if t.rules[i].match.matches(&req, mi) {
+			d.Rule, refs, matched = t.rules[i].name, t.rules[i].refs, true
+			break
+		}
+	}
+	if !matched && mi >= 0 {
+		refs = t.fallback[mi]
+	}
+	if len(refs) > 0 {
+		d.Candidates = t.rank(&req, mi, d.Rule, refs)
+	}
+	if ce := t.rt.logger.Check(zap.DebugLevel, "routing decision"); ce != nil {
+		ce.Write(
+			zap.String("merchant", req.Merchant),
+			zap.String("method", string(req.Method)),
+			zap.Int64("amount", req.Amount),
+			zap.String("currency", req.Currency),
+			zap.String("rule", d.Rule),
+			zap.Array("candidates", candidates(d.Candidates)),
+		)
+	}
+	return d
+}
+
+func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate {
+	out := make([]Candidate, len(refs))
+	now := t.rt.now()
+	ne, nx := 0, 0
+	for _, rf := range refs {
+		ch := rf.ch
+		c := Candidate{Channel: ch.id, Rule: name, Weight: rf.weight, Priority: rf.priority}
+		c.Score = ch.health.window(now, t.rt.shared, t.fresh).score(t.minSamples, ch.target)
+		st, full := ch.br.state()
+		c.Breaker = stateName(st)
+		switch {
+		case rf.weight == 0:
+			c.Reason = ReasonWeightZero
+		case mi < 0 || ch.methods&(1<<mi) == 0:
+			c.Reason = ReasonMethod
+		case !ch.servesCurrency(req.Currency):
+			c.Reason = ReasonCurrency
+		case c.Breaker == BreakerOpen:
+			c.Reason = ReasonBreakerOpen
+		case full:
+			c.Reason = ReasonBreakerProbes
+		default:
+			c.Eligible = true
+		}
+		if c.Eligible {
+			out[ne] = c
+			ne++
+		} else {
+			nx++
+			out[len(out)-nx] = c
+		}
+	}
+	reverse(out[ne:]) // excluded were filled from the back: restore rule order
+	if ne == 0 {
+		return out
+	}
+	el := out[:ne]
+	sortEligible(el)
+
+	x := t.rt.rand()
+	first := el[0].Priority
+	explore := ne > 1 && unit(x) < t.exploration
+	if explore {
+		moveToFront(el, min(int(unit(splitmix64(x))*float64(ne)), ne-1))
+	} else {
+		tier := 1
+		sum := el[0].Weight * el[0].Score
+		for tier < ne && el[tier].Priority == first {
+			sum += el[tier].Weight * el[tier].Score
+			tier++
+		}
+		u := unit(splitmix64(x)) * sum
+		j := 0
+		for ; j < tier-1; j++ {
+			u -= el[j].Weight * el[j].Score
+			if u < 0 {
+				break
+			}
+		}
+		moveToFront(el, j)
+	}
+	for i := range el {
+		p := 0
+		if el[i].Breaker == BreakerHalfOpen {
+			p = 1
+		}
+		switch {
+		case i == 0 && explore:
+			el[i].Reason = reasonExploration[p]
+		case i == 0:
+			el[i].Reason = reasonWeighted[p]
+		case el[i].Priority == first:
+			el[i].Reason = reasonRanked[p]
+		default:
+			el[i].Reason = reasonLaterTier[p]
+		}
+	}
+	return out
+}
+
+// sortEligible orders by priority (lower first), then weight × score
+// (higher first), keeping rule order on ties. Insertion sort: a handful of
+// candidates, no allocation, stable.
+func sortEligible(c []Candidate) {
+	less := func(a, b *Candidate) bool {
+		if a.Priority != b.Priority {
+			return a.Priority < b.Priority
+		}
+		return a.Weight*a.Score > b.Weight*b.Score
+	}
+	for i := 1; i < len(c); i++ {
+		for j := i; j > 0 && less(&c[j], &c[j-1]); j-- {
+			c[j], c[j-1] = c[j-1], c[j]
+		}
+	}
+}
+
+// moveToFront moves c[j] to c[0], shifting c[:j] one to the right.
+func moveToFront(c []Candidate, j int) {
+	if j <= 0 {
+		return
+	}
+	v := c[j]
+	copy(c[1:j+1], c[:j])
+	c[0] = v
+}
+
+func reverse(c []Candidate) {
+	for i, j := 0, len(c)-1; i < j; i, j = i+1, j-1 {
+		c[i], c[j] = c[j], c[i]
+	}
+}
+
+// methodIndex is m's index in payment.Methods, -1 if unknown.
+func methodIndex(m payment.Method) int {
+	for i, k := range payment.Methods {
+		if k == m {
+			return i
+		}
+	}
+	return -1
+}
+
+// MarshalLogObject logs a candidate with the same facts as the explain API.
+func (c Candidate) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	enc.AddString("channel", c.Channel)
+	enc.AddFloat64("weight", c.Weight)
+	enc.AddInt("priority", c.Priority)
+	enc.AddFloat64("score", c.Score)
+	enc.AddString("breaker", c.Breaker)
+	enc.AddBool("eligible", c.Eligible)
+	enc.AddString("reason", c.Reason)
+	return nil
+}
+
+type candidates []Candidate
+
+func (cs candidates) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for i := range cs {
+		if err := enc.AppendObject(cs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ zapcore.ObjectMarshaler = Candidate{}
+	_ zapcore.ArrayMarshaler  = candidates(nil)
+)
