@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 	"unicode/utf8"
+
+	"go.uber.org/zap"
 )
 
 // refund is one refund's state. Guarded by Sim.mu.
@@ -112,7 +114,7 @@ func (s *Sim) createRefund(w http.ResponseWriter, body []byte) {
 		err = s.notify(notifyURL, "REFUND.SUCCESS", "退款成功", "refund", plain)
 	}
 	if err != nil {
-		s.logger.Error("wechatsim: refund notification not sent")
+		s.logger.Error("wechatsim: refund notification not sent", zap.Error(err))
 	}
 }
 
