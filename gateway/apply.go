@@ -70,7 +70,7 @@ func (s *Server) mutateRefund(ctx context.Context, rf *payment.RefundRecord, fn 
 
 // event builds the outbox event for an object's final state.
 func (s *Server) event(eventType, objectID string, rec *payment.Record, data any) (*store.OutboxEvent, error) {
-	return notify.NewEvent(eventType, objectID, rec.MerchantID, rec.NotifyURL, data, s.now())
+	return notify.NewEvent(eventType, objectID, rec.MerchantID, rec.NotifyURL, data, s.stamp())
 }
 
 // errAmountMismatch: a channel states another amount or currency than the
@@ -209,7 +209,7 @@ func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord,
 			r.ChannelRefundNo = st.ChannelRefundNo
 		}
 		r.UpdatedAt = s.stamp()
-		ev, err := notify.NewEvent(evType, r.RefundID, r.MerchantID, r.NotifyURL, &r.Refund, s.now())
+		ev, err := notify.NewEvent(evType, r.RefundID, r.MerchantID, r.NotifyURL, &r.Refund, s.stamp())
 		if err != nil {
 			return store.Change{}, false, err
 		}

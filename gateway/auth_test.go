@@ -163,7 +163,7 @@ func TestBodyTooLargeFirst(t *testing.T) {
 		big[i] = 'a'
 	}
 	// No auth headers at all: the size check comes before every other.
-	r := signer{merchant: "", sign: func([]byte) []byte { return nil }}.do(t, in.url, http.MethodPost, "/v1/payments", big, reqOpts{omit: "X-Paygate-Merchant"})
+	r := hmacSigner("", hmacSecret).do(t, in.url, http.MethodPost, "/v1/payments", big, reqOpts{omit: "X-Paygate-Merchant"})
 	if r.status != 413 || r.errCode(t) != "body_too_large" || r.header.Get("X-Request-Id") == "" {
 		t.Fatalf("got %d %s", r.status, r.body)
 	}

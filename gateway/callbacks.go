@@ -31,7 +31,7 @@ func (s *Server) callback(ctx *fasthttp.RequestCtx, chID string, rl *reqLog) err
 	for k, v := range ctx.Request.Header.All() {
 		cb.Header.Add(string(k), string(v))
 	}
-	n, err := np.ParseNotify(ctx, cb)
+	n, err := np.ParseNotify(rl.ctx, cb)
 	if err == nil {
 		var pid string
 		pid, err = s.applyNotification(chID, n)

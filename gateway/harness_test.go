@@ -3,14 +3,10 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -30,6 +26,7 @@ import (
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/adapters/wechatpay"
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/gateway/client"
 	"github.com/paygate/paygate/gateway"
 	"github.com/paygate/paygate/routing"
 	"github.com/paygate/paygate/sandbox"
@@ -214,34 +211,14 @@ func startInstance(t testing.TB, cfg *config.Config, redisAddr string, opts ...g
 	return &instance{srv: srv, router: router, st: st, url: "http://" + ln.Addr().String(), cfg: cfg}
 }
 
-// signer signs merchant requests (CONTRACT §2).
-type signer struct {
-	merchant string
-	sign     func(msg []byte) []byte
-}
+// signer signs merchant requests (CONTRACT §2) with the client package.
+type signer struct{ c *client.Signer }
 
-func hmacSigner(merchant, secret string) signer {
-	return signer{merchant, func(msg []byte) []byte {
-		m := hmac.New(sha256.New, []byte(secret))
-		m.Write(msg)
-		return m.Sum(nil)
-	}}
-}
+func hmacSigner(merchant, secret string) signer { return signer{client.HMAC(merchant, []byte(secret))} }
 
-func rsaSigner(merchant string, k *rsa.PrivateKey) signer {
-	return signer{merchant, func(msg []byte) []byte {
-		d := sha256.Sum256(msg)
-		s, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, d[:])
-		if err != nil {
-			panic(err)
-		}
-		return s
-	}}
-}
+func rsaSigner(merchant string, k *rsa.PrivateKey) signer { return signer{client.RSA(merchant, k)} }
 
-func edSigner(merchant string, k ed25519.PrivateKey) signer {
-	return signer{merchant, func(msg []byte) []byte { return ed25519.Sign(k, msg) }}
-}
+func edSigner(merchant string, k ed25519.PrivateKey) signer { return signer{client.Ed25519(merchant, k)} }
 
 var nonceSeq atomic.Int64
 
@@ -298,8 +275,10 @@ func (s signer) do(t testing.TB, base, method, uri string, body []byte, o reqOpt
 		signBody = o.signBody
 	}
 	ts := strconv.FormatInt(o.ts, 10)
-	msg := method + "\n" + signURI + "\n" + ts + "\n" + o.nonce + "\n" + string(signBody) + "\n"
-	sig := base64.StdEncoding.EncodeToString(s.sign([]byte(msg)))
+	sig, err := s.c.Sign(method, signURI, o.ts, o.nonce, signBody)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if o.signature != "" {
 		sig = o.signature
 	}
@@ -307,7 +286,7 @@ func (s signer) do(t testing.TB, base, method, uri string, body []byte, o reqOpt
 	if err != nil {
 		t.Fatal(err)
 	}
-	hdr := map[string]string{"X-Paygate-Merchant": s.merchant, "X-Paygate-Timestamp": ts, "X-Paygate-Nonce": o.nonce, "X-Paygate-Signature": sig}
+	hdr := map[string]string{"X-Paygate-Merchant": s.c.Merchant, "X-Paygate-Timestamp": ts, "X-Paygate-Nonce": o.nonce, "X-Paygate-Signature": sig}
 	for k, v := range hdr {
 		if k != o.omit {
 			req.Header.Set(k, v)

@@ -69,17 +69,17 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 	}
 	var req createPaymentRequest
 	if err := decodeStrict(ctx.PostBody(), &req); err != nil {
-		return s.rejectAfterNonce(ctx, nonce, err)
+		return s.rejectAfterNonce(rl.ctx, nonce, err)
 	}
 	if err := req.validate(snap.currencies); err != nil {
-		return s.rejectAfterNonce(ctx, nonce, err)
+		return s.rejectAfterNonce(rl.ctx, nonce, err)
 	}
 	method := payment.Method(req.Method)
 	if !m.methods[method] {
-		return s.rejectAfterNonce(ctx, nonce, apiErr(http.StatusForbidden, codeMethodNotAllowed, "method %s is not enabled for this merchant", method))
+		return s.rejectAfterNonce(rl.ctx, nonce, apiErr(http.StatusForbidden, codeMethodNotAllowed, "method %s is not enabled for this merchant", method))
 	}
 	if req.amount > m.maxAmount {
-		return s.rejectAfterNonce(ctx, nonce, apiErr(http.StatusForbidden, codeAmountOverLimit, "amount %d is over the merchant's limit of %d", req.amount, m.maxAmount))
+		return s.rejectAfterNonce(rl.ctx, nonce, apiErr(http.StatusForbidden, codeAmountOverLimit, "amount %d is over the merchant's limit of %d", req.amount, m.maxAmount))
 	}
 
 	now := s.stamp()
@@ -94,7 +94,7 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 	if len(eligible) == 0 {
 		// Nothing can serve it now: answer a replay if the out_trade_no is
 		// known, else 503 without creating anything.
-		existing, err := s.store.GetPaymentByOutTradeNo(ctx, nonce, m.id, req.OutTradeNo)
+		existing, err := s.store.GetPaymentByOutTradeNo(rl.ctx, nonce, m.id, req.OutTradeNo)
 		if err == nil {
 			return s.replay(ctx, &req, existing, rl)
 		}
@@ -119,7 +119,7 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 		ChannelOrderNo: payment.OrderNo(pid),
 		Attempts:       []payment.Attempt{{Channel: eligible[0], At: now}},
 	}
-	stored, created, err := s.store.CreatePayment(ctx, nonce, rec, now.Add(s.sweepDelay(snap, 0)))
+	stored, created, err := s.store.CreatePayment(rl.ctx, nonce, rec, now.Add(s.sweepDelay(snap, 0)))
 	if err != nil {
 		return err
 	}
@@ -282,12 +282,12 @@ func (s *Server) getPayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) err
 	}
 	rl.paymentID = id
 	if payment.OrderNo(id) == "" {
-		if err := s.store.ClaimNonce(ctx, *nonce); err != nil {
+		if err := s.store.ClaimNonce(rl.ctx, *nonce); err != nil {
 			return err
 		}
 		return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
 	}
-	rec, err := s.store.GetPayment(ctx, nonce, m.id, id)
+	rec, err := s.store.GetPayment(rl.ctx, nonce, m.id, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
@@ -305,12 +305,12 @@ func (s *Server) getPaymentByOutTradeNo(ctx *fasthttp.RequestCtx, rl *reqLog) er
 	}
 	otn := string(ctx.QueryArgs().Peek("out_trade_no"))
 	if !isRefToken(otn, 32) {
-		if err := s.store.ClaimNonce(ctx, *nonce); err != nil {
+		if err := s.store.ClaimNonce(rl.ctx, *nonce); err != nil {
 			return err
 		}
 		return invalid("out_trade_no", "query parameter must be 1-32 characters of [A-Za-z0-9_-]")
 	}
-	rec, err := s.store.GetPaymentByOutTradeNo(ctx, nonce, m.id, otn)
+	rec, err := s.store.GetPaymentByOutTradeNo(rl.ctx, nonce, m.id, otn)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return apiErr(http.StatusNotFound, codeNotFound, "no payment with out_trade_no %s", otn)
@@ -325,7 +325,7 @@ func (s *Server) getPaymentByOutTradeNo(ctx *fasthttp.RequestCtx, rl *reqLog) er
 func (s *Server) answerPayment(ctx *fasthttp.RequestCtx, rec *payment.Record, rl *reqLog) error {
 	rl.paymentID, rl.channel = rec.PaymentID, rec.Channel
 	if rec.Status == payment.StatusPending && !inProgress(rec) {
-		if ok, err := s.store.Throttle(ctx, rec.MerchantID, "q:"+rec.PaymentID, 5*time.Second); err == nil && ok {
+		if ok, err := s.store.Throttle(rl.ctx, rec.MerchantID, "q:"+rec.PaymentID, 5*time.Second); err == nil && ok {
 			if fresh, err := s.refreshPayment(rec); err == nil {
 				rec = fresh
 			} else {
@@ -345,12 +345,12 @@ func (s *Server) closePayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) e
 	}
 	rl.paymentID = id
 	if payment.OrderNo(id) == "" {
-		if err := s.store.ClaimNonce(ctx, *nonce); err != nil {
+		if err := s.store.ClaimNonce(rl.ctx, *nonce); err != nil {
 			return err
 		}
 		return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
 	}
-	rec, err := s.store.GetPayment(ctx, nonce, m.id, id)
+	rec, err := s.store.GetPayment(rl.ctx, nonce, m.id, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)

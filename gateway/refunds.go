@@ -24,17 +24,17 @@ func (s *Server) createRefund(ctx *fasthttp.RequestCtx, paymentID string, rl *re
 	rl.paymentID = paymentID
 	var req createRefundRequest
 	if err := decodeStrict(ctx.PostBody(), &req); err != nil {
-		return s.rejectAfterNonce(ctx, nonce, err)
+		return s.rejectAfterNonce(rl.ctx, nonce, err)
 	}
 	if err := req.validate(); err != nil {
-		return s.rejectAfterNonce(ctx, nonce, err)
+		return s.rejectAfterNonce(rl.ctx, nonce, err)
 	}
 	if payment.OrderNo(paymentID) == "" {
-		return s.rejectAfterNonce(ctx, nonce, apiErr(http.StatusNotFound, codeNotFound, "no payment %s", paymentID))
+		return s.rejectAfterNonce(rl.ctx, nonce, apiErr(http.StatusNotFound, codeNotFound, "no payment %s", paymentID))
 	}
 	// The payment's channel and notify_url are copied onto the refund; the
 	// store re-checks the payment's status and amounts atomically.
-	pay, err := s.store.GetPayment(ctx, nonce, m.id, paymentID)
+	pay, err := s.store.GetPayment(rl.ctx, nonce, m.id, paymentID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", paymentID)
@@ -52,7 +52,7 @@ func (s *Server) createRefund(ctx *fasthttp.RequestCtx, paymentID string, rl *re
 		MerchantID: m.id, Channel: pay.Channel, NotifyURL: pay.NotifyURL,
 		ChannelOrderNo: pay.ChannelOrderNo, RefundOrderNo: payment.RefundOrderNo(rid),
 	}
-	stored, created, err := s.store.CreateRefund(ctx, nil, rf, now.Add(s.sweepDelay(s.snap.Load(), 0)))
+	stored, created, err := s.store.CreateRefund(rl.ctx, nil, rf, now.Add(s.sweepDelay(s.snap.Load(), 0)))
 	if err != nil {
 		switch {
 		case errors.Is(err, store.ErrInvalidState):
@@ -126,12 +126,12 @@ func (s *Server) getRefund(ctx *fasthttp.RequestCtx, id string, rl *reqLog) erro
 		return err
 	}
 	if payment.RefundOrderNo(id) == "" {
-		if err := s.store.ClaimNonce(ctx, *nonce); err != nil {
+		if err := s.store.ClaimNonce(rl.ctx, *nonce); err != nil {
 			return err
 		}
 		return apiErr(http.StatusNotFound, codeNotFound, "no refund %s", id)
 	}
-	rf, err := s.store.GetRefund(ctx, nonce, m.id, id)
+	rf, err := s.store.GetRefund(rl.ctx, nonce, m.id, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return apiErr(http.StatusNotFound, codeNotFound, "no refund %s", id)

@@ -238,8 +238,12 @@ func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
 	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()), zap.String("error", err.Error()))
 }
 
-// reqLog collects what the request line logs.
+// reqLog collects what the request line logs, and carries the request's
+// context: handlers never pass the *fasthttp.RequestCtx itself as a
+// context.Context, because it is reused once the handler returns and a
+// context derived from it (an HTTP client's, say) could outlive the request.
 type reqLog struct {
+	ctx       context.Context
 	route     string
 	merchant  string
 	paymentID string
@@ -254,7 +258,9 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("X-Request-Id", reqID)
 	s.inflight.Add(1)
 	defer s.inflight.Done()
-	var rl reqLog
+	rctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
+	defer cancel()
+	rl := reqLog{ctx: rctx}
 	defer func() {
 		if p := recover(); p != nil {
 			s.logger.Error("panic in request", zap.Any("panic", p), zap.Stack("stack"), zap.String("request_id", reqID))
@@ -383,6 +389,15 @@ func splitPath(p string) ([]string, bool) {
 type fasthttpLogger struct{ l *zap.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Warn(fmt.Sprintf(format, args...)) }
+
+// requestTimeout bounds one request's own work (store calls, channel calls
+// have their own per-attempt timeouts inside it).
+func (s *Server) requestTimeout() time.Duration {
+	if s.cfg.WriteTimeout > 0 {
+		return s.cfg.WriteTimeout.D()
+	}
+	return 30 * time.Second
+}
 
 // stamp is the current time as stored and shown: UTC, whole seconds.
 func (s *Server) stamp() time.Time { return s.now().UTC().Truncate(time.Second) }

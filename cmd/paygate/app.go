@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/adapters/alipay"
+	"github.com/paygate/paygate/adapters/bank"
+	"github.com/paygate/paygate/adapters/wechatpay"
+	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/gateway"
+	"github.com/paygate/paygate/notify"
+	"github.com/paygate/paygate/routing"
+	"github.com/paygate/paygate/sandbox"
+	"github.com/paygate/paygate/sandbox/alipaysim"
+	"github.com/paygate/paygate/sandbox/banksim"
+	"github.com/paygate/paygate/sandbox/wechatsim"
+	"github.com/paygate/paygate/store"
+)
+
+// app is one running gateway: every component, started in dependency order
+// and stopped in reverse.
+type app struct {
+	logger  *zap.Logger
+	path    string
+	store   *store.Store
+	sim     *sandbox.Server
+	router  *routing.Router
+	gw      *gateway.Server
+	admin   *http.Server
+	notify  *notify.Dispatcher
+	recon   *gateway.Reconciler
+	watcher *config.Watcher
+	metrics *gateway.Metrics
+
+	addr, adminAddr string
+	ln, adminLn     net.Listener
+	serveDone       chan error
+	serving         bool
+
+	mu         sync.Mutex
+	cfg        *config.Config
+	lastReload gateway.ReloadStatus
+}
+
+// options tune start for tests.
+type options struct {
+	now        func() time.Time
+	noWatch    bool // do not watch the config file
+	notifyPoll time.Duration
+	reconcile  time.Duration
+}
+
+// simulators maps a channel type to its simulator.
+var simulators = map[string]sandbox.Factory{
+	"wechat": wechatsim.New,
+	"alipay": alipaysim.New,
+	"bank":   banksim.New,
+}
+
+func newSandbox(cfg *config.Config, logger *zap.Logger) (*sandbox.Server, error) {
+	return sandbox.New(cfg, logger, simulators)
+}
+
+// channelBuilder builds the adapter of one channel instance.
+func channelBuilder(cfg *config.Config, obs adapters.Observer) routing.Builder {
+	public := strings.TrimRight(cfg.Server.PublicURL, "/")
+	return func(ch config.Channel) (adapters.Channel, error) {
+		notifyURL := public + "/callbacks/" + ch.ID
+		switch ch.Type {
+		case "wechat":
+			return wechatpay.FromConfig(ch, notifyURL, obs)
+		case "alipay":
+			return alipay.FromConfig(ch, notifyURL, obs)
+		case "bank":
+			return bank.FromConfig(ch, notifyURL, obs)
+		}
+		return nil, fmt.Errorf("channel %s: unknown type %q", ch.ID, ch.Type)
+	}
+}
+
+// start builds and starts everything; on error, whatever started is stopped.
+func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *app, err error) {
+	a = &app{logger: logger, path: path, cfg: cfg, metrics: gateway.NewMetrics(), serveDone: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			a.stop(context.Background())
+		}
+	}()
+	if a.store, err = store.Open(cfg.Store.Redis, logger); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if cfg.Sandbox.Enabled {
+		if a.sim, err = newSandbox(cfg, logger); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		if err = a.sim.Start(); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	var ropts []routing.Option
+	if o.now != nil {
+		ropts = append(ropts, routing.WithClock(o.now))
+	}
+	// The builder reads the public URL of the config it is given, so a
+	// reload that changes server.public_url takes effect for new adapters.
+	build := func(ch config.Channel) (adapters.Channel, error) {
+		a.mu.Lock()
+		c := a.cfg
+		a.mu.Unlock()
+		return channelBuilder(c, a.metrics)(ch)
+	}
+	if a.router, err = routing.New(cfg, build, a.store, logger, ropts...); err != nil {
+		return nil, fmt.Errorf("routing: %w", err)
+	}
+	var gopts []gateway.Option
+	if o.now != nil {
+		gopts = append(gopts, gateway.WithClock(o.now))
+	}
+	if a.gw, err = gateway.New(cfg, a.store, a.router, logger, gopts...); err != nil {
+		return nil, err
+	}
+
+	ncfg := notify.ConfigFrom(cfg.Notifications)
+	if o.notifyPoll > 0 {
+		ncfg.PollInterval = o.notifyPoll
+	}
+	nopts := []notify.Option{notify.WithObserver(a.metrics)}
+	if o.now != nil {
+		nopts = append(nopts, notify.WithClock(o.now))
+	}
+	a.notify = notify.NewDispatcher(a.store, a.merchants, ncfg, logger, nopts...)
+	interval := cfg.Reconcile.Interval.D()
+	if o.reconcile > 0 {
+		interval = o.reconcile
+	}
+	a.recon = gateway.NewReconciler(a.gw, a.store, interval, cfg.Reconcile.Lease.D())
+
+	token, err := cfg.Server.ResolveAdminToken()
+	if err != nil {
+		return nil, fmt.Errorf("server.admin_token: %w", err)
+	}
+	aopts := gateway.AdminOptions{Token: token, Reload: a.reloadErr, LastReload: a.reloadStatus, Metrics: a.metrics.Handler()}
+	if a.sim != nil {
+		aopts.Sandbox = a.sim
+	}
+	adminHandler := gateway.NewAdmin(a.gw, a.store, aopts)
+
+	if a.ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+		return nil, fmt.Errorf("server.listen: %w", err)
+	}
+	if a.adminLn, err = net.Listen("tcp", cfg.Server.AdminListen); err != nil {
+		return nil, fmt.Errorf("server.admin_listen: %w", err)
+	}
+	a.addr, a.adminAddr = a.ln.Addr().String(), a.adminLn.Addr().String()
+
+	ctx := context.Background()
+	a.router.Start(ctx)
+	a.notify.Start(ctx)
+	a.recon.Start(ctx)
+	a.admin = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	go a.admin.Serve(a.adminLn) // ends on a.admin.Shutdown in stop
+	a.serving = true
+	go func() { a.serveDone <- a.gw.Serve(a.ln) }()
+
+	if !o.noWatch && path != "" {
+		a.watcher = config.NewWatcher(path, logger, func(c *config.Config, err error) { a.apply(c, err, "file") })
+		if err = a.watcher.Start(ctx); err != nil {
+			return nil, fmt.Errorf("watch config: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// merchants is the notify package's view of the current merchants.
+func (a *app) merchants() []notify.Merchant {
+	ms := a.gw.Merchants()
+	out := make([]notify.Merchant, len(ms))
+	for i, m := range ms {
+		out[i] = notify.Merchant{ID: m.ID, WebhookSecret: m.WebhookSecret, AllowNetworks: m.AllowNetworks}
+	}
+	return out
+}
+
+// reloadNow re-reads the config file (SIGHUP, admin API).
+func (a *app) reloadNow(source string) error {
+	cfg, err := config.Load(a.path)
+	if err == nil {
+		applyFlags(cfg, "", "")
+	}
+	return a.apply(cfg, err, source)
+}
+
+func (a *app) reloadErr() error { return a.reloadNow("admin") }
+
+// apply swaps in a new, fully validated config; a bad one changes nothing.
+// Listener addresses, the store and the simulators are not reloaded (they
+// need a restart); routing rules, channels and merchants are.
+func (a *app) apply(cfg *config.Config, err error, source string) error {
+	if err == nil {
+		a.mu.Lock()
+		old := a.cfg
+		a.mu.Unlock()
+		cfg.Server.Listen, cfg.Server.AdminListen = old.Server.Listen, old.Server.AdminListen
+		a.mu.Lock()
+		a.cfg = cfg
+		a.mu.Unlock()
+		if err = a.router.Reload(cfg); err == nil {
+			err = a.gw.Reload(cfg)
+		}
+		if err != nil {
+			a.mu.Lock()
+			a.cfg = old
+			a.mu.Unlock()
+		}
+	}
+	a.mu.Lock()
+	a.lastReload = gateway.ReloadStatus{At: time.Now(), OK: err == nil, Source: source}
+	if err != nil {
+		a.lastReload.Error = err.Error()
+	}
+	a.mu.Unlock()
+	a.metrics.Reloaded(err == nil)
+	if err != nil {
+		a.logger.Error("config reload refused; the running config is unchanged", zap.String("source", source), zap.Error(err))
+		return err
+	}
+	a.logger.Info("config reloaded", zap.String("source", source))
+	return nil
+}
+
+func (a *app) reloadStatus() gateway.ReloadStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastReload
+}
+
+// stop shuts down in reverse order: stop accepting and finish in-flight
+// requests, stop background workers, the simulators, then close the store.
+func (a *app) stop(ctx context.Context) error {
+	var errs []error
+	if a.watcher != nil {
+		a.watcher.Stop()
+	}
+	if a.serving {
+		errs = append(errs, a.gw.Shutdown(ctx))
+		<-a.serveDone
+	} else if a.ln != nil {
+		a.ln.Close()
+	}
+	if a.admin != nil {
+		errs = append(errs, a.admin.Shutdown(ctx))
+	} else if a.adminLn != nil {
+		a.adminLn.Close()
+	}
+	if a.recon != nil {
+		a.recon.Stop()
+	}
+	if a.notify != nil {
+		a.notify.Stop()
+	}
+	if a.router != nil {
+		a.router.Stop()
+	}
+	if a.sim != nil {
+		errs = append(errs, a.sim.Stop(ctx))
+	}
+	if a.store != nil {
+		errs = append(errs, a.store.Close())
+	}
+	return errors.Join(errs...)
+}
