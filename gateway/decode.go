@@ -37,9 +37,9 @@ type payerInfo struct {
 }
 
 type createRefundRequest struct {
-	OutRefundNo string      `json:"out_refund_no"`
+	OutRefundNo string `json:"out_refund_no"`
 	Amount      number `json:"amount"`
-	Reason      string      `json:"reason"`
+	Reason      string `json:"reason"`
 
 	amount int64
 }

@@ -26,8 +26,8 @@ import (
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/adapters/wechatpay"
 	"github.com/paygate/paygate/config"
-	"github.com/paygate/paygate/gateway/client"
 	"github.com/paygate/paygate/gateway"
+	"github.com/paygate/paygate/gateway/client"
 	"github.com/paygate/paygate/routing"
 	"github.com/paygate/paygate/sandbox"
 	"github.com/paygate/paygate/sandbox/wechatsim"
@@ -218,7 +218,9 @@ func hmacSigner(merchant, secret string) signer { return signer{client.HMAC(merc
 
 func rsaSigner(merchant string, k *rsa.PrivateKey) signer { return signer{client.RSA(merchant, k)} }
 
-func edSigner(merchant string, k ed25519.PrivateKey) signer { return signer{client.Ed25519(merchant, k)} }
+func edSigner(merchant string, k ed25519.PrivateKey) signer {
+	return signer{client.Ed25519(merchant, k)}
+}
 
 var nonceSeq atomic.Int64
 
@@ -307,4 +309,3 @@ func (s signer) do(t testing.TB, base, method, uri string, body []byte, o reqOpt
 func paymentBody(otn string, amount int64, method string) []byte {
 	return []byte(fmt.Sprintf(`{"out_trade_no":%q,"amount":%d,"currency":"CNY","method":%q,"subject":"Coffee","notify_url":"http://127.0.0.1:1/notify","payer":{"openid":"o-abc"}}`, otn, amount, method))
 }
-
