@@ -51,6 +51,13 @@ func NewNotifier(channel string, schedule []time.Duration, scale float64, drop f
 // whether it was acknowledged (each channel has its own rule). While the
 // drop_callbacks fault is on, the notification is never sent.
 func (n *Notifier) Send(url string, header http.Header, body []byte, acked func(status int, body []byte) bool) {
+	n.SendFresh(url, func() http.Header { return header }, body, acked)
+}
+
+// SendFresh is Send with headers made anew for every attempt, for channels
+// that sign each delivery with its own timestamp (WeChat Pay: a resend more
+// than five minutes after the first would otherwise fail the skew check).
+func (n *Notifier) SendFresh(url string, header func() http.Header, body []byte, acked func(status int, body []byte) bool) {
 	if n.drop() {
 		n.logger.Info("sandbox notification dropped by fault", zap.String("channel", n.channel))
 		return
@@ -59,7 +66,7 @@ func (n *Notifier) Send(url string, header http.Header, body []byte, acked func(
 	go func() {
 		defer n.wg.Done()
 		for attempt := 0; ; attempt++ {
-			if n.try(url, header, body, acked) {
+			if n.try(url, header(), body, acked) {
 				return
 			}
 			if attempt >= len(n.schedule) {

@@ -340,14 +340,22 @@ func (s *Sim) notify(notifyURL, eventType, summary, originalType string, plainte
 	if err != nil {
 		return err
 	}
-	h := http.Header{}
-	if err := s.signedHeaders(h, body); err != nil {
-		return err
+	headers := func() http.Header {
+		h := http.Header{}
+		if err := s.signedHeaders(h, body); err != nil {
+			return h // unsigned: the receiver refuses it and the next attempt signs again
+		}
+		h.Set("Wechatpay-Signature-Type", authScheme)
+		h.Set("Content-Type", "application/json")
+		h.Set("Request-ID", randomString(32, hexLow))
+		return h
 	}
-	h.Set("Wechatpay-Signature-Type", authScheme)
-	h.Set("Content-Type", "application/json")
-	h.Set("Request-ID", randomString(32, hexLow))
-	s.notifier.Send(notifyURL, h, body, func(status int, _ []byte) bool { return status >= 200 && status < 300 })
+	if h := headers(); h.Get("Wechatpay-Signature") == "" {
+		return fmt.Errorf("sign notification: no signature")
+	}
+	// WeChat signs every delivery anew: a resend keeps the body and the
+	// event id but carries a fresh timestamp, nonce and signature.
+	s.notifier.SendFresh(notifyURL, headers, body, func(status int, _ []byte) bool { return status >= 200 && status < 300 })
 	return nil
 }
 
