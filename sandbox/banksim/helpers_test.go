@@ -61,7 +61,7 @@ type fixture struct {
 	attempts  atomic.Int32
 }
 
-func readKey(t *testing.T, name string) *rsa.PrivateKey {
+func readKey(t testing.TB, name string) *rsa.PrivateKey {
 	t.Helper()
 	b, err := os.ReadFile(keysDir + "/" + name)
 	if err != nil {
@@ -74,7 +74,7 @@ func readKey(t *testing.T, name string) *rsa.PrivateKey {
 	return k
 }
 
-func testChannel(t *testing.T, baseURL string) config.Channel {
+func testChannel(t testing.TB, baseURL string) config.Channel {
 	t.Helper()
 	b, err := os.ReadFile(keysDir + "/bank-merchant.pem")
 	if err != nil {
