@@ -76,6 +76,10 @@ type Sandbox struct {
 	// faults); the gateway's /admin/sandbox endpoints call it. Default
 	// "127.0.0.1:9100".
 	ControlListen string `yaml:"control_listen"`
+	// External: the simulators run in a separate `paygate sim` process
+	// (same config); `paygate serve` then starts none and drives them
+	// through the control API at ControlListen. Default false.
+	External bool `yaml:"external"`
 	// KeysDir holds the simulators' test keys (TEST ONLY). Default "sandbox/keys".
 	KeysDir string  `yaml:"keys_dir"`
 	AutoPay AutoPay `yaml:"auto_pay"`

@@ -184,7 +184,10 @@ func (v *validator) store() {
 
 func (v *validator) sandbox() {
 	s := v.c.Sandbox
-	if s.ControlListen != "" && s.Enabled {
+	if s.External && s.ControlListen == "" {
+		v.add("sandbox.external", "needs sandbox.control_listen, where the separate simulators' control API listens")
+	}
+	if s.ControlListen != "" && s.Enabled && !s.External {
 		v.listen("sandbox.control_listen", s.ControlListen)
 	} else if s.ControlListen != "" {
 		v.hostPort("sandbox.control_listen", s.ControlListen)

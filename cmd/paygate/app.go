@@ -99,7 +99,7 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	if a.store, err = store.Open(cfg.Store.Redis, logger); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if cfg.Sandbox.Enabled {
+	if cfg.Sandbox.Enabled && !cfg.Sandbox.External {
 		if a.sim, err = newSandbox(cfg, logger); err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
@@ -150,8 +150,11 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 		return nil, fmt.Errorf("server.admin_token: %w", err)
 	}
 	aopts := gateway.AdminOptions{Token: token, Reload: a.reloadErr, LastReload: a.reloadStatus, Metrics: a.metrics.Handler()}
-	if a.sim != nil {
+	switch {
+	case a.sim != nil:
 		aopts.Sandbox = a.sim
+	case cfg.Sandbox.Enabled: // external simulators (paygate sim)
+		aopts.Sandbox = sandbox.NewClient(cfg.Sandbox.ControlListen)
 	}
 	adminHandler := gateway.NewAdmin(a.gw, a.store, aopts)
 
