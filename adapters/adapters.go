@@ -50,6 +50,14 @@ type NotifyParser interface {
 	Ack(err error) Ack
 }
 
+// NotifyHinter is a NotifyParser that can name the order an unverified
+// notification claims to be about. The edge never trusts the hint: it only
+// makes the reconciler ask the channel about that order now, instead of
+// waiting for its next scheduled query.
+type NotifyHinter interface {
+	NotifyHint(cb *Callback) (orderNo string)
+}
+
 // CreateRequest is what a channel needs to place an order.
 type CreateRequest struct {
 	// OrderNo is paygate's order number for this payment at the channel

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/store"
 )
 
 // callback serves POST /callbacks/{channel_id} (CONTRACT §6). The adapter
@@ -40,6 +42,9 @@ func (s *Server) callback(ctx *fasthttp.RequestCtx, chID string, rl *reqLog) err
 	if err != nil {
 		rl.err = err
 		s.logger.Warn("channel notification refused", zap.String("channel", chID), zap.Error(err))
+		if ce, ok := adapters.AsError(err); ok && ce.Kind == adapters.KindBadSignature {
+			s.queryOnHint(rl.ctx, ch, cb)
+		}
 	}
 	ack := np.Ack(err)
 	ctx.SetStatusCode(ack.Status)
@@ -48,6 +53,31 @@ func (s *Server) callback(ctx *fasthttp.RequestCtx, chID string, rl *reqLog) err
 	}
 	ctx.SetBody(ack.Body)
 	return nil
+}
+
+// queryOnHint handles a notification that failed verification: its body is
+// not trusted, but if it names a payment paygate knows, the reconciler asks
+// the channel about that payment now (at most once per payment per 10 s, so
+// forged callbacks cannot turn into a flood of channel queries).
+func (s *Server) queryOnHint(ctx context.Context, ch adapters.Channel, cb *adapters.Callback) {
+	h, ok := ch.(adapters.NotifyHinter)
+	if !ok {
+		return
+	}
+	pid := payment.PaymentIDFromOrderNo(h.NotifyHint(cb))
+	if pid == "" {
+		return
+	}
+	merchant, err := s.store.PaymentMerchant(ctx, pid)
+	if err != nil {
+		return
+	}
+	if ok, err := s.store.Throttle(ctx, merchant, "hint:"+pid, 10*time.Second); err != nil || !ok {
+		return
+	}
+	if err := s.store.Reschedule(ctx, merchant, store.SweepPayment, pid, s.now()); err != nil {
+		s.logger.Warn("cannot schedule a query after a refused notification", zap.String("payment_id", pid), zap.Error(err))
+	}
 }
 
 var errUnknownOrder = errors.New("notification for an order paygate does not know")

@@ -34,6 +34,7 @@ type Store interface {
 	RefundStore
 	ClaimNonce(ctx context.Context, n store.Nonce) error
 	Throttle(ctx context.Context, merchant, key string, ttl time.Duration) (bool, error)
+	Reschedule(ctx context.Context, merchant, kind, id string, at time.Time) error
 	Ping(ctx context.Context) error
 }
 
