@@ -17,21 +17,28 @@ func TestEndToEndEachChannel(t *testing.T) {
 	g := startE2E(t, e2eOpts{redisAddr: rs.Addr()})
 	site := newMerchantSite(t)
 	cases := []struct {
+		name    string
 		method  string
+		amount  int64
 		channel string
 		action  string
 	}{
-		{"wechat_native", "wechat-main", "qr_code"},
-		{"wechat_jsapi", "wechat-main", "jsapi"},
-		{"alipay_qr", "alipay-main", "qr_code"},
-		{"alipay_page", "alipay-main", "redirect"},
-		{"bank_redirect", "", "form"},
+		{"wechat_native", "wechat_native", 1000, "wechat-main", "qr_code"},
+		{"wechat_jsapi", "wechat_jsapi", 1000, "wechat-main", "jsapi"},
+		{"alipay_qr", "alipay_qr", 1000, "alipay-main", "qr_code"},
+		{"alipay_page", "alipay_page", 1000, "alipay-main", "redirect"},
+		{"bank_redirect", "bank_redirect", 1000, "", "form"},
+		{"qr", "qr", 1000, "", "qr_code"},
+		{"qr_large_to_bank", "qr", 600000, "", "qr_code"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.method, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			g := *g
 			g.t = t
-			p := g.mustCreate("e2e-"+tc.method, 1000, tc.method, site.url())
+			p := g.mustCreate("e2e-"+tc.name, tc.amount, tc.method, site.url())
+			if tc.name == "qr_large_to_bank" && p["channel"] != "bank-a" && p["channel"] != "bank-b" {
+				t.Fatalf("large qr routed to %v, want a bank (rule large-to-bank)", p["channel"])
+			}
 			id := p["payment_id"].(string)
 			if act := p["action"].(map[string]any); act["type"] != tc.action {
 				t.Fatalf("action %v, want %s", act, tc.action)
@@ -48,7 +55,7 @@ func TestEndToEndEachChannel(t *testing.T) {
 			if ev["data"].(map[string]any)["status"] != "succeeded" {
 				t.Fatalf("event data: %v", ev)
 			}
-			r := g.call(http.MethodPost, "/v1/payments/"+id+"/refunds", map[string]any{"out_refund_no": "rf-" + tc.method, "amount": 300, "reason": "damaged"})
+			r := g.call(http.MethodPost, "/v1/payments/"+id+"/refunds", map[string]any{"out_refund_no": "rf-" + tc.name, "amount": 300, "reason": "damaged"})
 			if r.Status != 201 {
 				t.Fatalf("refund: %d %s", r.Status, r.Body)
 			}
@@ -60,7 +67,7 @@ func TestEndToEndEachChannel(t *testing.T) {
 				t.Fatalf("payment after refund: %v", after)
 			}
 			// More than what is left is refused; the rest is fine.
-			if r := g.call(http.MethodPost, "/v1/payments/"+id+"/refunds", map[string]any{"out_refund_no": "rf2-" + tc.method, "amount": 701}); r.Status != 422 || r.code(t) != "refund_exceeds_payment" {
+			if r := g.call(http.MethodPost, "/v1/payments/"+id+"/refunds", map[string]any{"out_refund_no": "rf2-" + tc.name, "amount": tc.amount - 299}); r.Status != 422 || r.code(t) != "refund_exceeds_payment" {
 				t.Fatalf("over-refund: %d %s", r.Status, r.Body)
 			}
 		})
