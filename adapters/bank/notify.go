@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/payment"
 )
 
 // ParseNotify verifies a back notification (a form POST to backUrl) and
@@ -34,6 +35,17 @@ func (c *Client) ParseNotify(_ context.Context, cb *adapters.Callback) (*adapter
 		return nil, &adapters.Error{Channel: c.cfg.ID, Op: op, Kind: adapters.KindInvalid, Code: "bad_notification", Err: err}
 	}
 	return n, nil
+}
+
+// NotifyHint names the payment order an unverified back notification claims
+// to be about (a refund's orderId starts with its payment's order number).
+// The edge uses it only to query the bank sooner; it trusts nothing in it.
+func (c *Client) NotifyHint(cb *adapters.Callback) string {
+	fields, err := parseForm(cb.Body)
+	if err != nil {
+		return ""
+	}
+	return payment.OrderNo(payment.PaymentIDFromOrderNo(fields["orderId"]))
 }
 
 // Ack is the answer the bank expects: HTTP 200 acknowledges (the body is

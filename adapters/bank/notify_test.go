@@ -272,3 +272,23 @@ func seedBody(t *testing.T, path string) []byte {
 	}
 	return []byte(s)
 }
+
+func TestNotifyHint(t *testing.T) {
+	c := &Client{}
+	cases := []struct {
+		name, body, want string
+	}{
+		{"payment order", "orderId=AbCdEfGhIjKlMnOpQrStUvWx&txnType=01", "AbCdEfGhIjKlMnOpQrStUvWx"},
+		{"refund order", "orderId=AbCdEfGhIjKlMnOpQrStUvWxR12345&txnType=04", "AbCdEfGhIjKlMnOpQrStUvWx"},
+		{"not ours", "orderId=abc&txnType=01", ""},
+		{"not a form", "%%%", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := c.NotifyHint(&adapters.Callback{Body: []byte(tc.body)}); got != tc.want {
+				t.Fatalf("NotifyHint = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
