@@ -317,3 +317,9 @@ func refusedReason(a netip.Addr) string {
 	}
 	return ""
 }
+
+// Interface guards.
+var (
+	_ Resolver = (*net.Resolver)(nil)
+	_ error    = (*BlockedError)(nil)
+)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -786,6 +785,3 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("fixed config %+v", d.cfg)
 	}
 }
-
-// Interface guard: the real dialer is what the default client uses.
-var _ = (&net.Dialer{}).DialContext
