@@ -36,6 +36,9 @@ func (s *Server) mutatePayment(ctx context.Context, rec *payment.Record, fn func
 		}
 		err = s.store.UpdatePayment(ctx, rec, ch)
 		if err == nil {
+			if ch.Event != nil {
+				s.onEvent()
+			}
 			return rec, nil
 		}
 		if !errors.Is(err, store.ErrConflict) {
@@ -56,6 +59,9 @@ func (s *Server) mutateRefund(ctx context.Context, rf *payment.RefundRecord, fn 
 		}
 		err = s.store.UpdateRefund(ctx, rf, ch)
 		if err == nil {
+			if ch.Event != nil {
+				s.onEvent()
+			}
 			return rf, nil
 		}
 		if !errors.Is(err, store.ErrConflict) {

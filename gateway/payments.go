@@ -247,6 +247,7 @@ func (s *Server) failCreate(rec *payment.Record, code, msg string, apiError erro
 	if err := s.store.UpdatePayment(context.Background(), rec, store.Change{Event: ev}); err != nil {
 		return err
 	}
+	s.onEvent()
 	return apiError
 }
 

@@ -90,17 +90,22 @@ type Server struct {
 	reqSeq    atomic.Uint64
 
 	inflight sync.WaitGroup
+	onEvent  func() // called after an event was enqueued (wakes the notifier)
 }
 
 // Option configures a Server.
 type Option func(*Server)
+
+// WithEventHook sets a function called after a state change enqueued a
+// merchant event, so that delivery starts without waiting for a poll.
+func WithEventHook(f func()) Option { return func(s *Server) { s.onEvent = f } }
 
 // WithClock injects the clock (tests).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
 // New builds the edge. It does not listen until Serve.
 func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logger, opts ...Option) (*Server, error) {
-	s := &Server{logger: logger.Named("gateway"), store: st, router: router, now: time.Now, cfg: cfg.Server}
+	s := &Server{logger: logger.Named("gateway"), store: st, router: router, now: time.Now, cfg: cfg.Server, onEvent: func() {}}
 	for _, o := range opts {
 		o(s)
 	}

@@ -55,6 +55,7 @@ type app struct {
 // options tune start for tests.
 type options struct {
 	now        func() time.Time
+	simNow     func() time.Time // the in-process simulators' clock; nil: the wall clock
 	noWatch    bool // do not watch the config file
 	notifyPoll time.Duration
 	reconcile  time.Duration
@@ -67,8 +68,8 @@ var simulators = map[string]sandbox.Factory{
 	"bank":   banksim.New,
 }
 
-func newSandbox(cfg *config.Config, logger *zap.Logger) (*sandbox.Server, error) {
-	return sandbox.New(cfg, logger, simulators)
+func newSandbox(cfg *config.Config, logger *zap.Logger, opts ...sandbox.Option) (*sandbox.Server, error) {
+	return sandbox.New(cfg, logger, simulators, opts...)
 }
 
 // channelBuilder builds the adapter of one channel instance.
@@ -122,7 +123,11 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	if a.router, err = routing.New(cfg, build, a.store, logger, ropts...); err != nil {
 		return nil, fmt.Errorf("routing: %w", err)
 	}
-	var gopts []gateway.Option
+	gopts := []gateway.Option{gateway.WithEventHook(func() {
+		if a.notify != nil {
+			a.notify.Wake()
+		}
+	})}
 	if o.now != nil {
 		gopts = append(gopts, gateway.WithClock(o.now))
 	}
