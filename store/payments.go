@@ -77,7 +77,10 @@ func (s *Store) CreatePayment(ctx context.Context, n *Nonce, rec *payment.Record
 		return nil, false, wrap("create payment: index payment", err)
 	}
 
-	var stored *payment.Record
+	var (
+		stored *payment.Record
+		keep   bool // the payment → merchant key belongs to a stored payment
+	)
 	switch o := outcome(res); o {
 	case "created":
 		if !pm.Val() {
@@ -97,13 +100,17 @@ func (s *Store) CreatePayment(ctx context.Context, n *Nonce, rec *payment.Record
 		}
 	case "replay":
 		err = ErrNonceReplayed
+		// The payment exists: an earlier run of this very call (resent
+		// after a lost reply) created it, and its index must stay.
+		keep = len(res) > 1 && num(res[1]) == 1
 	case "dupid":
 		err = fmt.Errorf("store: payment id %s already stored", rec.PaymentID)
+		keep = true
 	default:
 		err = fmt.Errorf("store: create payment: unexpected outcome %q", o)
 	}
 	// Nothing was created: drop the payment → merchant index we just wrote.
-	if pm.Val() {
+	if pm.Val() && !keep {
 		if derr := s.rdb.Del(ctx, pmKey).Err(); derr != nil {
 			s.log.Warn("create payment: orphan payment index left", zap.String("payment_id", rec.PaymentID), zap.Error(derr))
 		}

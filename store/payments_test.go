@@ -222,6 +222,19 @@ func testCreatePaymentReplayedNonce(t *testing.T, e env) {
 	if items, err := e.s.ClaimSweep(ctx, m, t0.Add(time.Hour), time.Minute, 10); err != nil || len(items) != 0 {
 		t.Errorf("sweep scheduled: %+v, %v", items, err)
 	}
+	// A call resent with the same nonce after its first run went through
+	// (a reply lost on the way) is a replay, but keeps the payment's index.
+	n2 := newNonce(m)
+	done := newPayment(m, "order-resent", 100)
+	if _, created, err := e.s.CreatePayment(ctx, n2, done, t0); err != nil || !created {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	if _, _, err := e.s.CreatePayment(ctx, n2, done, t0); !errors.Is(err, ErrNonceReplayed) {
+		t.Fatalf("resent create: %v, want ErrNonceReplayed", err)
+	}
+	if mm, err := e.s.PaymentMerchant(ctx, done.PaymentID); err != nil || mm != m {
+		t.Fatalf("resent create dropped the payment index: %q, %v", mm, err)
+	}
 	// The out_trade_no is still free.
 	if _, created, err := e.s.CreatePayment(ctx, newNonce(m), rec, t0); err != nil || !created {
 		t.Fatalf("create after the replay: created=%v err=%v", created, err)

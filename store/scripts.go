@@ -30,9 +30,10 @@ end
 
 // scCreatePayment: KEYS nonce, out_trade_no index, payment hash, sweep zset.
 // ARGV ttl, payment id, rec JSON, status, amount, sweep member, sweep at ms
-// (empty: none), payment key prefix.
+// (empty: none), payment key prefix. A replay also says whether the payment
+// id is stored (a resent call whose first run went through).
 var scCreatePayment = redis.NewScript(luaNonce + `
-if not claimed() then return {'replay'} end
+if not claimed() then return {'replay', redis.call('EXISTS', KEYS[3])} end
 local pid = redis.call('GET', KEYS[2])
 if pid then
   local h = redis.call('HMGET', ARGV[8] .. pid, 'rec', 'ver', 'refunded')
