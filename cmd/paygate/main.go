@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -85,6 +86,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer logger.Sync()
+	redis.SetLogger(redisLogger{logger.Named("redis")}) // the one global go-redis offers; set once, here
 
 	a, err := start(cfg, *path, logger, options{})
 	if err != nil {
@@ -172,6 +174,14 @@ func simCmd(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// redisLogger routes go-redis's own messages (failed dials, pool events)
+// into zap instead of stderr.
+type redisLogger struct{ l *zap.Logger }
+
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	r.l.Warn(fmt.Sprintf(format, v...))
 }
 
 func newLogger(c config.Log) (*zap.Logger, error) {
