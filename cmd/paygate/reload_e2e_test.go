@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paygate/paygate/store/storetest"
+)
+
+const (
+	routesToWechat = `
+  rules:
+    - name: qr-rule
+      when: {methods: [qr]}
+      channels: [wechat-main]
+  failover: {max_attempts: 2}`
+	routesToAlipay = `
+  rules:
+    - name: qr-rule
+      when: {methods: [qr]}
+      channels: [alipay-main]
+  failover: {max_attempts: 2}`
+)
+
+// atomicWrite replaces path the way editors and config-management tools
+// do: write a temporary file beside it, then rename it over.
+func atomicWrite(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".config.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Ops change config.yaml under load: the new rules take effect without one
+// failed request; a bad file changes nothing and is reported.
+func TestReloadUnderLoad(t *testing.T) {
+	rs := storetest.Redis(t)
+	path := writeConfig(t, e2eOpts{redisAddr: rs.Addr(), routing: routesToWechat})
+	g := startFrom(t, path, options{notifyPoll: 20 * time.Millisecond})
+	site := newMerchantSite(t)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		stop     atomic.Bool
+		seq      atomic.Int64
+		failures atomic.Int64
+		mu       sync.Mutex
+		byCh     = map[string]int{}
+		wg       sync.WaitGroup
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				n := seq.Add(1)
+				r := g.create(fmt.Sprintf("reload-%d", n), 100, "qr", site.url())
+				if r.Status != 201 {
+					failures.Add(1)
+					t.Errorf("request %d failed during reload: %d %s", n, r.Status, r.Body)
+					continue
+				}
+				mu.Lock()
+				byCh[r.obj(t)["channel"].(string)]++
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // traffic flowing on the first rules
+	atomicWrite(t, path, strings.Replace(string(orig), routesToWechat, routesToAlipay, 1))
+	// Wait until new payments land on alipay-main.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := g.create(fmt.Sprintf("probe-%d", seq.Add(1)), 100, "qr", site.url())
+		if r.Status == 201 && r.obj(t)["channel"] == "alipay-main" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new rules never took effect (last: %d %s)", r.Status, r.Body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // traffic flowing on the new rules
+	stop.Store(true)
+	wg.Wait()
+	mu.Lock()
+	t.Logf("payments by channel across the reload: %v", byCh)
+	if byCh["wechat-main"] == 0 || byCh["alipay-main"] == 0 || failures.Load() != 0 {
+		t.Fatalf("want traffic on both sides of the reload and no failure: %v, %d failures", byCh, failures.Load())
+	}
+	mu.Unlock()
+
+	// A bad file (unknown channel in a rule) changes nothing, and the admin
+	// reload answers its problems.
+	atomicWrite(t, path, strings.Replace(string(orig), "channels: [wechat-main]", "channels: [bank-z]", 1))
+	r := g.adminCall(http.MethodPost, "/admin/config/reload", "")
+	if r.Status != 422 || !strings.Contains(string(r.Body), `routing.rules[0].channels[0]: unknown channel \"bank-z\"`) {
+		t.Fatalf("bad reload: %d %s", r.Status, r.Body)
+	}
+	p := g.mustCreate("after-bad-reload", 100, "qr", site.url())
+	if p["channel"] != "alipay-main" {
+		t.Fatalf("a refused reload changed the rules: payment went to %v", p["channel"])
+	}
+	page := do(t, mustReq(t, http.MethodGet, g.admin+"/", ""))
+	if !strings.Contains(string(page.Body), "refused") {
+		t.Fatalf("the status page does not show the refused reload")
+	}
+}
+
+func mustReq(t *testing.T, method, url, body string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
