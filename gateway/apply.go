@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -207,7 +206,9 @@ func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord,
 			if st.ChannelRefundNo != "" && r.ChannelRefundNo == "" {
 				r.ChannelRefundNo = st.ChannelRefundNo
 				r.UpdatedAt = s.stamp()
-				return store.Change{SweepAt: s.now().Add(30 * time.Second)}, true, nil
+				// Keep the configured reconcile schedule (reconcile.delays):
+				// the channel accepted the refund and will finish it later.
+				return store.Change{SweepAt: s.now().Add(s.sweepDelay(s.snap.Load(), 0))}, true, nil
 			}
 			return store.Change{}, false, nil
 		}
