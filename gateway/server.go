@@ -292,7 +292,7 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, reqID string, start time.T
 	}
 	fields := []zap.Field{
 		zap.String("request_id", reqID),
-		zap.ByteString("method", ctx.Method()),
+		zap.String("method", string(ctx.Method())), // a copy: the observer and other cores may keep fields after the handler returns
 		zap.String("route", rl.route),
 		zap.Int("status", status),
 		zap.Duration("latency", s.now().Sub(start)),
