@@ -56,7 +56,7 @@ type app struct {
 type options struct {
 	now        func() time.Time
 	simNow     func() time.Time // the in-process simulators' clock; nil: the wall clock
-	noWatch    bool // do not watch the config file
+	noWatch    bool             // do not watch the config file
 	notifyPoll time.Duration
 	reconcile  time.Duration
 }
@@ -101,7 +101,11 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	if cfg.Sandbox.Enabled && !cfg.Sandbox.External {
-		if a.sim, err = newSandbox(cfg, logger); err != nil {
+		var sopts []sandbox.Option
+		if o.simNow != nil {
+			sopts = append(sopts, sandbox.WithClock(o.simNow))
+		}
+		if a.sim, err = newSandbox(cfg, logger, sopts...); err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 		if err = a.sim.Start(); err != nil {
