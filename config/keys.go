@@ -101,10 +101,19 @@ func parsePublicKey(text []byte) (crypto.PublicKey, error) {
 	return nil, fmt.Errorf("PEM block is %q, want \"PUBLIC KEY\"", b.Type)
 }
 
-// parseRSAPublicKey parses an RSA public key of at least 2048 bits.
-func parseRSAPublicKey(text []byte) (*rsa.PublicKey, error) {
-	pub, err := parsePublicKey(text)
-	if err != nil {
+// ParseRSAPublicKey parses a PEM RSA public key of at least 2048 bits: PKIX
+// ("PUBLIC KEY"), PKCS#1 ("RSA PUBLIC KEY"), or the key of a "CERTIFICATE".
+// Every adapter and simulator parses keys with it and ParseRSAPrivateKey.
+func ParseRSAPublicKey(text []byte) (*rsa.PublicKey, error) {
+	var pub crypto.PublicKey
+	var err error
+	if b, _ := pem.Decode(text); b != nil && b.Type == "CERTIFICATE" {
+		c, err := parseCertificate(text)
+		if err != nil {
+			return nil, err
+		}
+		pub = c.PublicKey
+	} else if pub, err = parsePublicKey(text); err != nil {
 		return nil, err
 	}
 	key, ok := pub.(*rsa.PublicKey)
@@ -117,9 +126,9 @@ func parseRSAPublicKey(text []byte) (*rsa.PublicKey, error) {
 	return key, nil
 }
 
-// parseRSAPrivateKey parses a PKCS#1 ("RSA PRIVATE KEY") or PKCS#8
+// ParseRSAPrivateKey parses a PEM PKCS#1 ("RSA PRIVATE KEY") or PKCS#8
 // ("PRIVATE KEY") RSA private key of at least 2048 bits.
-func parseRSAPrivateKey(text []byte) (*rsa.PrivateKey, error) {
+func ParseRSAPrivateKey(text []byte) (*rsa.PrivateKey, error) {
 	b, err := pemBlock(text)
 	if err != nil {
 		return nil, err

@@ -351,7 +351,7 @@ func (v *validator) credentials(p, typ string, c Credentials) {
 		}
 	}
 	if pemText, ok := v.secret(p, "private_key", c.PrivateKey, c.PrivateKeyEnv, c.PrivateKeyFile, true); ok {
-		if _, err := parseRSAPrivateKey([]byte(pemText)); err != nil {
+		if _, err := ParseRSAPrivateKey([]byte(pemText)); err != nil {
 			v.add(p+".private_key", "%s", err)
 		}
 	}
@@ -364,14 +364,14 @@ func (v *validator) credentials(p, typ string, c Credentials) {
 			v.add(p+".apiv3_key", "must be exactly 32 bytes, got %d", len(k))
 		}
 		v.keyFile(p+".platform_public_key_file", c.PlatformPublicKeyFile, func(b []byte) error {
-			_, err := parseRSAPublicKey(b)
+			_, err := ParseRSAPublicKey(b)
 			return err
 		})
 		v.required(p+".platform_serial", c.PlatformSerial)
 	case TypeAlipay:
 		v.pattern(p+".app_id", c.AlipayAppID, digitsRe, "digits")
 		v.keyFile(p+".alipay_public_key_file", c.AlipayPublicKeyFile, func(b []byte) error {
-			_, err := parseRSAPublicKey(b)
+			_, err := ParseRSAPublicKey(b)
 			return err
 		})
 	case TypeBank:

@@ -278,10 +278,6 @@ func TestValidate(t *testing.T) {
 		}, []string{`channels[0].credentials.apiv3_key: inline secrets need sandbox mode; use apiv3_key_env or apiv3_key_file`}},
 		{"wechat platform key missing", func(c *Config, _ string) { c.Channels[0].Credentials.PlatformPublicKeyFile = "" },
 			[]string{`channels[0].credentials.platform_public_key_file: required`}},
-		{"wechat platform key is a certificate", func(c *Config, dir string) {
-			c.Channels[0].Credentials.PlatformPublicKeyFile = filepath.Join(dir, "root.pem")
-		},
-			[]string{`channels[0].credentials.platform_public_key_file: PEM block is "CERTIFICATE", want "PUBLIC KEY"`}},
 		{"wechat platform key not RSA", func(c *Config, dir string) {
 			c.Channels[0].Credentials.PlatformPublicKeyFile = filepath.Join(dir, "ed.pub.pem")
 		},

@@ -160,7 +160,7 @@ func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Cl
 	if keyPEM == "" {
 		return nil, fmt.Errorf("bank %s: private_key: required", ch.ID)
 	}
-	key, err := ParsePrivateKey([]byte(keyPEM))
+	key, err := config.ParseRSAPrivateKey([]byte(keyPEM))
 	if err != nil {
 		return nil, fmt.Errorf("bank %s: private_key: %w", ch.ID, err)
 	}
@@ -179,35 +179,6 @@ func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Cl
 		ID: ch.ID, BaseURL: ch.BaseURL, MerID: cr.MerID, CertID: cr.CertID,
 		PrivateKey: key, Roots: roots, NotifyURL: notifyURL, Observer: obs,
 	})
-}
-
-// ParsePrivateKey parses a PEM RSA private key, PKCS#1 ("RSA PRIVATE KEY")
-// or PKCS#8 ("PRIVATE KEY"). Errors never include key material.
-func ParsePrivateKey(pemBytes []byte) (*rsa.PrivateKey, error) {
-	block, _ := pem.Decode(pemBytes)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
-		if err != nil {
-			return nil, errors.New("malformed PKCS#1 RSA private key")
-		}
-		return k, nil
-	case "PRIVATE KEY":
-		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-		if err != nil {
-			return nil, errors.New("malformed PKCS#8 private key")
-		}
-		rk, ok := k.(*rsa.PrivateKey)
-		if !ok {
-			return nil, errors.New("PKCS#8 key is not RSA")
-		}
-		return rk, nil
-	default:
-		return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
-	}
 }
 
 // ParseRoots parses the pinned certificates (PEM; every CERTIFICATE block is

@@ -146,7 +146,7 @@ func TestFromConfig(t *testing.T) {
 		{"two key forms", ch(func(c *config.Credentials) { c.PrivateKey = pkcs1 }), "only one"},
 		{"no key", ch(func(c *config.Credentials) { c.PrivateKeyFile = "" }), "private_key: required"},
 		{"garbage key", ch(func(c *config.Credentials) { c.PrivateKeyFile, c.PrivateKey = "", "not a key" }), "no PEM"},
-		{"certificate as key", ch(func(c *config.Credentials) { c.PrivateKeyFile = rootFile }), "not a private key"},
+		{"certificate as key", ch(func(c *config.Credentials) { c.PrivateKeyFile = rootFile }), `want "PRIVATE KEY"`},
 		{"no root file", ch(func(c *config.Credentials) { c.RootCertFile = "" }), "root_cert_file: required"},
 		{"missing root file", ch(func(c *config.Credentials) { c.RootCertFile = dir + "/nope.pem" }), "root_cert_file"},
 		{"root file without certificate", ch(func(c *config.Credentials) { c.RootCertFile = notCert }), "no certificate"},

@@ -65,7 +65,7 @@ func mustRead(t testing.TB, path string) []byte {
 
 func merchantKey(t testing.TB) *rsa.PrivateKey {
 	t.Helper()
-	k, err := ParsePrivateKey(mustRead(t, merchantFile))
+	k, err := config.ParseRSAPrivateKey(mustRead(t, merchantFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func testCA(t testing.TB) issuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := ParsePrivateKey(mustRead(t, caKeyFile))
+	key, err := config.ParseRSAPrivateKey(mustRead(t, caKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -136,7 +134,7 @@ func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Cl
 	if pemKey == "" {
 		return nil, fmt.Errorf("wechatpay %s: credentials.private_key: required", ch.ID)
 	}
-	key, err := ParsePrivateKey([]byte(pemKey))
+	key, err := config.ParseRSAPrivateKey([]byte(pemKey))
 	if err != nil {
 		return nil, fmt.Errorf("wechatpay %s: credentials.private_key: %w", ch.ID, err)
 	}
@@ -154,7 +152,7 @@ func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Cl
 	if err != nil {
 		return nil, fmt.Errorf("wechatpay %s: credentials.platform_public_key_file: %w", ch.ID, err)
 	}
-	pub, err := ParsePublicKey(pubPEM)
+	pub, err := config.ParseRSAPublicKey(pubPEM)
 	if err != nil {
 		return nil, fmt.Errorf("wechatpay %s: credentials.platform_public_key_file: %w", ch.ID, err)
 	}
@@ -171,58 +169,6 @@ func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Cl
 		NotifyURL:      notifyURL,
 		Observer:       obs,
 	})
-}
-
-// ParsePrivateKey reads an RSA private key from PEM (PKCS#1 "RSA PRIVATE
-// KEY" or PKCS#8 "PRIVATE KEY").
-func ParsePrivateKey(pemBytes []byte) (*rsa.PrivateKey, error) {
-	block, _ := pem.Decode(pemBytes)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("not a PKCS#1 or PKCS#8 private key: %w", err)
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("private key is %T, want RSA", k)
-	}
-	return rk, nil
-}
-
-// ParsePublicKey reads an RSA public key from PEM: PKIX "PUBLIC KEY" (the
-// WeChat Pay public key), PKCS#1 "RSA PUBLIC KEY", or a "CERTIFICATE" (a
-// platform certificate).
-func ParsePublicKey(pemBytes []byte) (*rsa.PublicKey, error) {
-	block, _ := pem.Decode(pemBytes)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	var k any
-	var err error
-	switch block.Type {
-	case "CERTIFICATE":
-		var cert *x509.Certificate
-		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
-			k = cert.PublicKey
-		}
-	case "RSA PUBLIC KEY":
-		k, err = x509.ParsePKCS1PublicKey(block.Bytes)
-	default:
-		k, err = x509.ParsePKIXPublicKey(block.Bytes)
-	}
-	if err != nil {
-		return nil, err
-	}
-	rk, ok := k.(*rsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("public key is %T, want RSA", k)
-	}
-	return rk, nil
 }
 
 // ID is the configured channel id.

@@ -86,7 +86,7 @@ func loadPrivateKey(t *testing.T, name string) *rsa.PrivateKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := wechatpay.ParsePrivateKey(b)
+	k, err := config.ParseRSAPrivateKey(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func loadPlatformPublic(t *testing.T) *rsa.PublicKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := wechatpay.ParsePublicKey(b)
+	k, err := config.ParseRSAPublicKey(b)
 	if err != nil {
 		t.Fatal(err)
 	}

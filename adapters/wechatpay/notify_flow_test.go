@@ -19,6 +19,7 @@ import (
 
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/adapters/wechatpay"
+	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/payment"
 )
 
@@ -195,11 +196,11 @@ func signedCallback(key *rsa.PrivateKey, body []byte, now time.Time) *adapters.C
 
 func fuzzClient(f *testing.F) (*wechatpay.Client, *rsa.PrivateKey, time.Time) {
 	now := time.Unix(1700000000, 0)
-	pk, err := wechatpay.ParsePrivateKey(mustRead(f, keysDir+"/wechat-merchant.pem"))
+	pk, err := config.ParseRSAPrivateKey(mustRead(f, keysDir+"/wechat-merchant.pem"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	platform, err := wechatpay.ParsePrivateKey(mustRead(f, keysDir+"/wechat-platform.pem"))
+	platform, err := config.ParseRSAPrivateKey(mustRead(f, keysDir+"/wechat-platform.pem"))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net/url"
@@ -19,6 +18,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/paygate/paygate/config"
 )
 
 // The simulator's own implementation of the ACP 5.1.0 message codec and
@@ -128,7 +129,7 @@ func issueSigningCert(keysDir string, now time.Time) (*rsa.PrivateKey, string, e
 	if err != nil {
 		return nil, "", fmt.Errorf("test CA key: %w", err)
 	}
-	caKey, err := parseRSAKey(caKeyPEM)
+	caKey, err := config.ParseRSAPrivateKey(caKeyPEM)
 	if err != nil {
 		return nil, "", fmt.Errorf("test CA key: %w", err)
 	}
@@ -156,24 +157,4 @@ func issueSigningCert(keysDir string, now time.Time) (*rsa.PrivateKey, string, e
 		return nil, "", fmt.Errorf("issue signing certificate: %w", err)
 	}
 	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), nil
-}
-
-// parseRSAKey parses a PEM RSA private key, PKCS#1 or PKCS#8.
-func parseRSAKey(b []byte) (*rsa.PrivateKey, error) {
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, errors.New("not a PKCS#1 or PKCS#8 private key")
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, errors.New("not an RSA key")
-	}
-	return rk, nil
 }

@@ -80,7 +80,7 @@ func New(ch config.Channel, env sandbox.Env, keysDir string) (sandbox.Sim, error
 	if keyPEM == "" {
 		return nil, fmt.Errorf("banksim %s: private_key: required (the simulator derives the merchant public key from it)", ch.ID)
 	}
-	merchantKey, err := parseRSAKey([]byte(keyPEM))
+	merchantKey, err := config.ParseRSAPrivateKey([]byte(keyPEM))
 	if err != nil {
 		return nil, fmt.Errorf("banksim %s: private_key: %w", ch.ID, err)
 	}

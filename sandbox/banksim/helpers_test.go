@@ -67,7 +67,7 @@ func readKey(t testing.TB, name string) *rsa.PrivateKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := parseRSAKey(b)
+	k, err := config.ParseRSAPrivateKey(b)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,10 +15,7 @@ package wechatsim
 
 import (
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -83,7 +80,7 @@ func newSim(ch config.Channel, env sandbox.Env, keysDir string) (*Sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wechatsim %s: credentials.private_key: %w", ch.ID, err)
 	}
-	merchant, err := parsePrivateKey([]byte(pemKey))
+	merchant, err := config.ParseRSAPrivateKey([]byte(pemKey))
 	if err != nil {
 		return nil, fmt.Errorf("wechatsim %s: credentials.private_key: %w", ch.ID, err)
 	}
@@ -98,7 +95,7 @@ func newSim(ch config.Channel, env sandbox.Env, keysDir string) (*Sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wechatsim %s: platform key: %w", ch.ID, err)
 	}
-	platform, err := parsePrivateKey(platformPEM)
+	platform, err := config.ParseRSAPrivateKey(platformPEM)
 	if err != nil {
 		return nil, fmt.Errorf("wechatsim %s: platform key: %w", ch.ID, err)
 	}
@@ -132,25 +129,6 @@ func newSim(ch config.Channel, env sandbox.Env, keysDir string) (*Sim, error) {
 		s.logger = zap.NewNop()
 	}
 	return s, nil
-}
-
-func parsePrivateKey(b []byte) (*rsa.PrivateKey, error) {
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("key is %T, want RSA", k)
-	}
-	return rk, nil
 }
 
 // ServeHTTP authenticates the request, then serves the v3 API.

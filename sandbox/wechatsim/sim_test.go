@@ -72,7 +72,7 @@ func readPrivate(t testing.TB, name string) *rsa.PrivateKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := parsePrivateKey(b)
+	k, err := config.ParseRSAPrivateKey(b)
 	if err != nil {
 		t.Fatal(err)
 	}
