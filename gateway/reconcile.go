@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/store"
 )
 
@@ -134,8 +135,25 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 		return time.Time{}, nil
 	}
 	now := r.s.now()
-	if inProgress(rec) && now.Sub(rec.UpdatedAt) < time.Minute {
-		return now.Add(10 * time.Second), nil // a live create is still running
+	if inProgress(rec) {
+		if now.Sub(rec.UpdatedAt) < time.Minute {
+			return now.Add(10 * time.Second), nil // a live create is still running
+		}
+		// The instance that sent it never recorded the answer (it crashed
+		// or lost the store mid-call): the outcome is ambiguous, so replays
+		// of the create answer the payment instead of request_in_progress,
+		// and the channel is asked below.
+		if rec, err = r.s.mutatePayment(ctx, rec, func(p *payment.Record) (store.Change, bool, error) {
+			if !inProgress(p) {
+				return store.Change{}, false, nil
+			}
+			a := &p.Attempts[len(p.Attempts)-1]
+			a.Outcome, a.Error = payment.OutcomeAmbiguous, "no answer was recorded for this attempt"
+			p.UpdatedAt = r.s.stamp()
+			return store.Change{SweepAt: now.Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt))}, true, nil
+		}); err != nil {
+			return time.Time{}, err
+		}
 	}
 	fresh, err := r.s.refreshPayment(rec)
 	if err != nil {

@@ -1,0 +1,66 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paygate/paygate/gateway"
+	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/store/storetest"
+)
+
+// An instance that dies between sending a create to the channel and
+// recording the answer leaves an attempt with no outcome. The reconciler
+// marks it ambiguous after a minute (so replays of the create answer the
+// payment instead of request_in_progress forever) and asks the channel.
+func TestReconcilerResolvesAbandonedCreate(t *testing.T) {
+	rs := storetest.Redis(t)
+	s := newSim(t)
+	cfg := testConfig(t, s.srv.URL)
+	s.start(t, cfg)
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
+	sg := hmacSigner("m-hmac", hmacSecret)
+
+	// What the crashed instance left behind: the pending record with the
+	// attempt it was making, written before its channel call.
+	ctx := context.Background()
+	created := now().UTC().Truncate(time.Second)
+	pid := payment.NewPaymentID()
+	rec := &payment.Record{
+		Payment: payment.Payment{PaymentID: pid, MerchantID: "m-hmac", OutTradeNo: "crashed-1", Status: payment.StatusPending,
+			Amount: 100, Currency: "CNY", Method: payment.MethodQR, Channel: "wechat-main", Subject: "Coffee",
+			CreatedAt: created, UpdatedAt: created, ExpiresAt: created.Add(15 * time.Minute)},
+		NotifyURL: "http://127.0.0.1:1/notify", ChannelOrderNo: payment.OrderNo(pid),
+		Attempts: []payment.Attempt{{Channel: "wechat-main", At: created}},
+	}
+	if _, ok, err := in.st.CreatePayment(ctx, nil, rec, created); err != nil || !ok {
+		t.Fatalf("seed: %v %v", ok, err)
+	}
+	body := paymentBody("crashed-1", 100, "qr")
+	if r := sg.do(t, in.url, http.MethodPost, "/v1/payments", body, reqOpts{}); r.status != 409 || r.errCode(t) != "request_in_progress" {
+		t.Fatalf("while the create may still run: %d %s", r.status, r.body)
+	}
+	rc := gateway.NewReconciler(in.srv, in.st, time.Second, 5*time.Second)
+	rc.SweepOnce(ctx) // within the minute: left alone
+	if got, _ := in.st.GetPayment(ctx, nil, "m-hmac", pid); got.Attempts[0].Outcome != "" {
+		t.Fatalf("a live create was marked after %s", now().Sub(created))
+	}
+	offset.Store(int64(2 * time.Minute))
+	rc.SweepOnce(ctx)
+	got, err := in.st.GetPayment(ctx, nil, "m-hmac", pid)
+	if err != nil || got.Attempts[0].Outcome != payment.OutcomeAmbiguous || got.Status != payment.StatusPending {
+		t.Fatalf("after the sweep: %+v %v", got, err)
+	}
+	r := sg.do(t, in.url, http.MethodPost, "/v1/payments", body, reqOpts{ts: now().Unix()})
+	if r.status != 200 || r.json(t)["payment_id"] != pid {
+		t.Fatalf("replay after the sweep: %d %s", r.status, r.body)
+	}
+	if s.creates.Load() != 0 {
+		t.Fatalf("the reconciler created an order: %d", s.creates.Load())
+	}
+}
