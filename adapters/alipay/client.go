@@ -79,7 +79,7 @@ type Config struct {
 	BaseURL string
 	// AppID is the Alipay application id (app_id).
 	AppID string
-	// PrivateKey is the app private key that signs requests (RSA2, ≥2048 bits).
+	// PrivateKey is the app private key that signs requests (RSA2).
 	PrivateKey *rsa.PrivateKey
 	// AlipayPublicKey verifies Alipay's answers and notifications.
 	AlipayPublicKey *rsa.PublicKey
@@ -139,8 +139,8 @@ func New(cfg Config) (*Client, error) {
 
 // FromConfig parses the channel's credentials and builds the client:
 // credentials.app_id, the app private key (private_key, private_key_env or
-// private_key_file; PEM PKCS#1 or PKCS#8, or Alipay's bare base64) and
-// credentials.alipay_public_key_file (PEM PKIX/PKCS#1 or bare base64).
+// private_key_file; PEM PKCS#1 or PKCS#8) and credentials.alipay_public_key_file
+// (PEM PKIX or PKCS#1), both RSA of at least 2048 bits (config.ParseRSA*).
 // notifyURL is the gateway's callback URL for this channel.
 func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Client, error) {
 	cr := ch.Credentials
@@ -151,7 +151,7 @@ func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Cl
 	if text == "" {
 		return nil, fmt.Errorf("alipay %s: credentials.private_key is required", ch.ID)
 	}
-	priv, err := parsePrivateKey([]byte(text))
+	priv, err := config.ParseRSAPrivateKey([]byte(text))
 	if err != nil {
 		return nil, fmt.Errorf("alipay %s: credentials.private_key: %w", ch.ID, err)
 	}
@@ -162,7 +162,7 @@ func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Cl
 	if err != nil {
 		return nil, fmt.Errorf("alipay %s: credentials.alipay_public_key_file: %w", ch.ID, err)
 	}
-	pub, err := parsePublicKey(pubText)
+	pub, err := config.ParseRSAPublicKey(pubText)
 	if err != nil {
 		return nil, fmt.Errorf("alipay %s: credentials.alipay_public_key_file: %w", ch.ID, err)
 	}

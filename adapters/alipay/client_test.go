@@ -611,7 +611,8 @@ func TestObserverSeesCalls(t *testing.T) {
 func TestFromConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	// Alipay's console shows the public key as bare base64: accepted too.
+	// Alipay's console shows the public key as bare base64: it must be put
+	// in a PEM block first.
 	pubPEM, _ := os.ReadFile(filepath.Join(keysDir, "alipay-platform.pub.pem"))
 	var bare []string
 	for _, l := range strings.Split(strings.TrimSpace(string(pubPEM)), "\n") {
@@ -635,7 +636,7 @@ func TestFromConfig(t *testing.T) {
 			b, _ := os.ReadFile(filepath.Join(keysDir, "alipay-platform.pem")) // any PKCS#1 RSA key
 			c.Credentials.PrivateKeyFile, c.Credentials.PrivateKey = "", string(b)
 		}},
-		{name: "bare base64 public key", modify: func(c *config.Channel) { c.Credentials.AlipayPublicKeyFile = bareFile }},
+		{name: "bare base64 public key", modify: func(c *config.Channel) { c.Credentials.AlipayPublicKeyFile = bareFile }, wantErr: true},
 		{name: "no private key", modify: func(c *config.Channel) { c.Credentials.PrivateKeyFile = "" }, wantErr: true},
 		{name: "two private key forms", modify: func(c *config.Channel) { c.Credentials.PrivateKey = "x" }, wantErr: true},
 		{name: "no public key", modify: func(c *config.Channel) { c.Credentials.AlipayPublicKeyFile = "" }, wantErr: true},

@@ -50,7 +50,7 @@ var (
 		return b
 	})
 	appKey = sync.OnceValue(func() *rsa.PrivateKey {
-		k, err := parsePrivateKey(appKeyPEM())
+		k, err := config.ParseRSAPrivateKey(appKeyPEM())
 		if err != nil {
 			panic(err)
 		}
@@ -61,7 +61,7 @@ var (
 		if err != nil {
 			panic(err)
 		}
-		k, err := parsePrivateKey(b)
+		k, err := config.ParseRSAPrivateKey(b)
 		if err != nil {
 			panic(err)
 		}
@@ -72,7 +72,7 @@ var (
 		if err != nil {
 			panic(err)
 		}
-		k, err := parsePublicKey(b)
+		k, err := config.ParseRSAPublicKey(b)
 		if err != nil {
 			panic(err)
 		}

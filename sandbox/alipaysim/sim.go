@@ -123,7 +123,7 @@ func newSim(ch config.Channel, env sandbox.Env, keysDir string) (*Sim, error) {
 	if err != nil || text == "" {
 		return nil, fmt.Errorf("alipaysim %s: the app private key is required to derive its public key: %v", ch.ID, err)
 	}
-	appKey, err := parsePrivateKeyPEM([]byte(text))
+	appKey, err := config.ParseRSAPrivateKey([]byte(text))
 	if err != nil {
 		return nil, fmt.Errorf("alipaysim %s: app private key: %w", ch.ID, err)
 	}
@@ -131,7 +131,7 @@ func newSim(ch config.Channel, env sandbox.Env, keysDir string) (*Sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alipaysim %s: %w", ch.ID, err)
 	}
-	alipayKey, err := parsePrivateKeyPEM(pem)
+	alipayKey, err := config.ParseRSAPrivateKey(pem)
 	if err != nil {
 		return nil, fmt.Errorf("alipaysim %s: %s: %w", ch.ID, platformKeyFile, err)
 	}

@@ -44,7 +44,7 @@ var (
 		return b
 	})
 	appKey = sync.OnceValue(func() *rsa.PrivateKey {
-		k, err := parsePrivateKeyPEM(appKeyPEM())
+		k, err := config.ParseRSAPrivateKey(appKeyPEM())
 		if err != nil {
 			panic(err)
 		}
@@ -55,7 +55,7 @@ var (
 		if err != nil {
 			panic(err)
 		}
-		k, err := parsePrivateKeyPEM(b)
+		k, err := config.ParseRSAPrivateKey(b)
 		if err != nil {
 			panic(err)
 		}

@@ -6,10 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -70,25 +68,6 @@ func rsa2Verify(pub *rsa.PublicKey, msg []byte, sign string) bool {
 	}
 	sum := sha256.Sum256(msg)
 	return rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig) == nil
-}
-
-func parsePrivateKeyPEM(text []byte) (*rsa.PrivateKey, error) {
-	block, _ := pem.Decode(text)
-	if block == nil {
-		return nil, errors.New("no PEM block")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, errors.New("neither PKCS#1 nor PKCS#8")
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%T is not an RSA key", k)
-	}
-	return rk, nil
 }
 
 // yuan writes fen as Alipay money: yuan with exactly two decimals.
