@@ -33,6 +33,16 @@ type Caller struct {
 	Now      func() time.Time // nil: time.Now
 }
 
+// MarkReplayable lets the HTTP client send req once more on a fresh
+// connection when a reused keep-alive connection turns out to have been
+// closed by the channel before any answer (net/http's retry for replayable
+// requests; the marker header is not sent on the wire). Mark only operations
+// the channel's protocol makes idempotent — a repeat with the same content
+// has the effect of one call (WeChat Pay creates, queries, closes and
+// refunds keyed by order or refund number; Alipay's likewise; ACP queries) —
+// so that a stale connection is not mistaken for an ambiguous outcome.
+func MarkReplayable(req *http.Request) { req.Header["Idempotency-Key"] = nil }
+
 // Response is a channel's raw answer.
 type Response struct {
 	Status int

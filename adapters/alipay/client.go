@@ -413,6 +413,7 @@ func (c *Client) call(ctx context.Context, op, method string, biz any, extra url
 	}
 	req.Header.Set("Content-Type", formContentType)
 	req.Header.Set("Accept", "application/json")
+	adapters.MarkReplayable(req) // every method used here is idempotent on out_trade_no / out_request_no
 	resp, err := c.caller.Do(ctx, op, req)
 	if err != nil {
 		return err // classified by Caller

@@ -344,6 +344,9 @@ func (c *Client) call(ctx context.Context, op, path string, fields map[string]st
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded;charset=utf-8")
 	req.Header.Set("Accept", "*/*")
+	if path == pathQuery {
+		adapters.MarkReplayable(req) // queries are idempotent; ACP consumes and refunds are not (respCode 12 on a repeat)
+	}
 	resp, err := c.caller.Do(ctx, op, req)
 	if err != nil {
 		return nil, err

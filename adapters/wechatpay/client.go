@@ -359,6 +359,7 @@ func (c *Client) call(ctx context.Context, op, method, path, rawQuery string, bo
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", c.ua)
 	req.Header.Set("Wechatpay-Serial", c.cfg.PlatformSerial)
+	adapters.MarkReplayable(req) // every v3 call used here is idempotent on its order or refund number
 
 	resp, err := c.caller.Do(ctx, op, req)
 	if err != nil {
