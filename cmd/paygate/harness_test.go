@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +46,7 @@ const (
 )
 
 const configTemplate = `
-server: {listen: "127.0.0.1:{LISTEN}", admin_listen: "127.0.0.1:{ADMIN}", admin_token: "{TOKEN}", shutdown_timeout: 5s}
+server: {listen: "127.0.0.1:{LISTEN}", admin_listen: "127.0.0.1:{ADMIN}", admin_token: "{TOKEN}", shutdown_timeout: 5s{PUBLIC}}
 store: {redis: {addrs: {ADDRS}}}
 sandbox: {enabled: true, control_listen: "", keys_dir: "{KEYS}", time_scale: 1000}
 log: {level: warn}
@@ -118,6 +120,7 @@ type e2eOpts struct {
 	timeout   string // channel timeout; default 2s
 	breaker   string
 	schedule  string // notifications.schedule
+	publicURL string // server.public_url; "" = the default (the merchant listener)
 }
 
 // writeConfig writes a sandbox config with the four shipped channels on
@@ -140,6 +143,10 @@ func writeConfig(t testing.TB, o e2eOpts) string {
 	if o.schedule == "" {
 		o.schedule = "[100ms, 200ms, 400ms]"
 	}
+	public := ""
+	if o.publicURL != "" {
+		public = fmt.Sprintf(", public_url: %q", o.publicURL)
+	}
 	addrs := "[]"
 	if o.redisAddr != "" {
 		addrs = fmt.Sprintf("[%q]", o.redisAddr)
@@ -148,7 +155,7 @@ func writeConfig(t testing.TB, o e2eOpts) string {
 	y := strings.NewReplacer(
 		"{LISTEN}", port(), "{ADMIN}", port(), "{TOKEN}", adminToken, "{ADDRS}", addrs, "{KEYS}", keys,
 		"{SECRET}", demoSecret, "{WEBHOOK}", demoWebhook, "{WX}", port(), "{ALI}", port(), "{BA}", port(), "{BB}", port(),
-		"{TIMEOUT}", o.timeout, "{BREAKER}", o.breaker, "{ROUTING}", o.routing, "{SCHEDULE}", o.schedule, "{EXTRA}", o.extra,
+		"{TIMEOUT}", o.timeout, "{BREAKER}", o.breaker, "{ROUTING}", o.routing, "{SCHEDULE}", o.schedule, "{EXTRA}", o.extra, "{PUBLIC}", public,
 	).Replace(configTemplate)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
@@ -392,3 +399,184 @@ func (m *merchantSite) count(eventID string) int {
 }
 
 var _ = storetest.Redis
+
+// startE2EWith is startE2E with start options of the test's choice
+// (injected clocks); notifyPoll defaults to startE2E's.
+func startE2EWith(t testing.TB, o e2eOpts, so options) *running {
+	t.Helper()
+	if so.notifyPoll == 0 {
+		so.notifyPoll = 20 * time.Millisecond
+	}
+	return startFrom(t, writeConfig(t, o), so)
+}
+
+// shiftClock is the wall clock plus an offset the test moves forward, so
+// that timers and deadlines keep running while "now" jumps.
+type shiftClock struct{ off atomic.Int64 }
+
+func (c *shiftClock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *shiftClock) advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// get reads one object through the merchant API and fails the test unless
+// it answers 200.
+func (g *running) get(uri string) map[string]any {
+	g.t.Helper()
+	r := g.call(http.MethodGet, uri, nil)
+	if r.Status != 200 {
+		g.t.Fatalf("GET %s: %d %s", uri, r.Status, r.Body)
+	}
+	return r.obj(g.t)
+}
+
+// drainOutbox waits until every merchant event stored so far has been
+// delivered (the outbox is empty), so that a count of deliveries taken
+// afterwards includes any event a previous step created.
+func (g *running) drainOutbox() {
+	g.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		pending, _, err := g.app.store.OutboxStats(context.Background(), "demo")
+		if err == nil && pending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("outbox never drained: %d pending, %v", pending, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// postCallback delivers a channel notification straight to the gateway.
+func (g *running) postCallback(channel string, h http.Header, body []byte) resp {
+	g.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, g.base+"/callbacks/"+channel, bytes.NewReader(body))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	for k, v := range h {
+		if k != "Content-Length" {
+			req.Header[k] = append([]string(nil), v...)
+		}
+	}
+	return do(g.t, req)
+}
+
+// capturedCallback is one channel notification as the simulator sent it,
+// with the gateway's answer.
+type capturedCallback struct {
+	Channel string // channel id from the path /callbacks/{id}
+	Header  http.Header
+	Body    []byte
+	Status  int    // the gateway's answer
+	Answer  []byte // its body
+}
+
+// callbackRecorder is a reverse proxy standing where the channels send
+// their notifications (server.public_url): it records every POST
+// /callbacks/{id} exactly as received and forwards it to the gateway.
+type callbackRecorder struct {
+	t      testing.TB
+	srv    *httptest.Server
+	client *http.Client
+	mu     sync.Mutex
+	target string
+	calls  []capturedCallback
+}
+
+func newCallbackRecorder(t testing.TB) *callbackRecorder {
+	r := &callbackRecorder{t: t, client: &http.Client{Timeout: 10 * time.Second}}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *callbackRecorder) url() string { return r.srv.URL }
+
+// forwardTo sets the gateway's base URL once it is listening.
+func (r *callbackRecorder) forwardTo(base string) {
+	r.mu.Lock()
+	r.target = base
+	r.mu.Unlock()
+}
+
+func (r *callbackRecorder) serve(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	channel, ok := strings.CutPrefix(req.URL.Path, "/callbacks/")
+	if err != nil || !ok || req.Method != http.MethodPost {
+		http.Error(w, "not a callback", http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	target := r.target
+	r.mu.Unlock()
+	fwd, err := http.NewRequest(http.MethodPost, target+req.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	for k, v := range req.Header {
+		if k != "Content-Length" {
+			fwd.Header[k] = append([]string(nil), v...)
+		}
+	}
+	c := capturedCallback{Channel: channel, Header: req.Header.Clone(), Body: body}
+	res, err := r.client.Do(fwd)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	c.Answer, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	c.Status = res.StatusCode
+	r.mu.Lock()
+	r.calls = append(r.calls, c)
+	r.mu.Unlock()
+	for k, v := range res.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(res.StatusCode)
+	w.Write(c.Answer)
+}
+
+// all returns the callbacks recorded so far.
+func (r *callbackRecorder) all() []capturedCallback {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]capturedCallback(nil), r.calls...)
+}
+
+// waitFor waits for a recorded callback that match accepts.
+func (r *callbackRecorder) waitFor(t testing.TB, what string, match func(capturedCallback) bool) capturedCallback {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, c := range r.all() {
+			if match(c) {
+				return c
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no callback %s among %d recorded", what, len(r.all()))
+	return capturedCallback{}
+}
+
+// versions returns the stored version of a payment (and, with refundID, of
+// that refund): it grows with every stored change, even within the second
+// that updated_at shows.
+func (g *running) versions(paymentID, refundID string) (pay, refund int64) {
+	g.t.Helper()
+	ctx := context.Background()
+	rec, err := g.app.store.GetPayment(ctx, nil, "demo", paymentID)
+	if err != nil {
+		g.t.Fatalf("stored payment %s: %v", paymentID, err)
+	}
+	if refundID == "" {
+		return rec.Version, 0
+	}
+	rf, err := g.app.store.GetRefund(ctx, nil, "demo", refundID)
+	if err != nil {
+		g.t.Fatalf("stored refund %s: %v", refundID, err)
+	}
+	return rec.Version, rf.Version
+}
