@@ -497,4 +497,5 @@ var (
 	_ adapters.Channel      = (*Client)(nil)
 	_ adapters.Refunder     = (*Client)(nil)
 	_ adapters.NotifyParser = (*Client)(nil)
+	_ adapters.NotifyHinter = (*Client)(nil)
 )

@@ -275,3 +275,20 @@ func FuzzParseNotify(f *testing.F) {
 		}
 	})
 }
+
+func TestNotifyHint(t *testing.T) {
+	c := &Client{}
+	cases := []struct{ name, body, want string }{
+		{"payment", "out_trade_no=AbCdEfGhIjKlMnOpQrStUvWx&trade_status=TRADE_SUCCESS&sign=forged", "AbCdEfGhIjKlMnOpQrStUvWx"},
+		{"no order", "trade_status=TRADE_SUCCESS", ""},
+		{"not a form", "%zz", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := c.NotifyHint(&adapters.Callback{Body: []byte(tc.body)}); got != tc.want {
+				t.Fatalf("NotifyHint = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
