@@ -610,7 +610,7 @@ func TestFailedAndExpiredPayments(t *testing.T) {
 
 	h.clock.Add(15 * time.Minute) // the payment's expiry = payTimeout
 	st, err = h.client.Query(ctx, queryOf(expiring))
-	if err != nil || st.Status != adapters.OrderFailed {
+	if err != nil || st.Status != adapters.OrderClosed {
 		t.Fatalf("after payTimeout: %+v %v", st, err)
 	}
 	if err := h.client.Close(ctx, queryOf(expiring)); err != nil {

@@ -102,13 +102,19 @@ func orderStatus(origRespCode string) adapters.OrderStatus {
 		return adapters.OrderPending
 	case outcomeUnknown:
 		return adapters.OrderUnknown
-	default:
-		// Every other known code is a final failure of the consume,
-		// including 69 (payer input timed out) for an order that lapsed at
-		// payTimeout without payment.
-		return adapters.OrderFailed
 	}
+	if origRespCode == codePayTimeout {
+		// The order lapsed at payTimeout without payment: nobody failed to
+		// pay, the order expired, which paygate reports as closed (the
+		// reconciler closes expired payments of the other channels too).
+		return adapters.OrderClosed
+	}
+	// Every other known code is a final failure of the consume.
+	return adapters.OrderFailed
 }
+
+// codePayTimeout is ACP's "payer input timed out": an order unpaid at payTimeout.
+const codePayTimeout = "69"
 
 // notifyOrderStatus maps the respCode of a consume back notification.
 func notifyOrderStatus(respCode string) adapters.OrderStatus { return orderStatus(respCode) }

@@ -36,7 +36,7 @@ func TestStatusMapping(t *testing.T) {
 		{"45", adapters.KindDeclined, adapters.OrderFailed, adapters.RefundFailed},
 		{"61", adapters.KindDeclined, adapters.OrderFailed, adapters.RefundFailed},
 		{"64", adapters.KindDeclined, adapters.OrderFailed, adapters.RefundFailed},
-		{"69", adapters.KindDeclined, adapters.OrderFailed, adapters.RefundFailed},
+		{"69", adapters.KindDeclined, adapters.OrderClosed, adapters.RefundFailed},
 		{"77", adapters.KindDeclined, adapters.OrderFailed, adapters.RefundFailed},
 		{"94", adapters.KindConflict, adapters.OrderFailed, adapters.RefundFailed},
 		{"96", adapters.KindUnavailable, adapters.OrderFailed, adapters.RefundFailed},

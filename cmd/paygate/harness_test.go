@@ -193,7 +193,9 @@ func startFrom(t testing.TB, path string, o options) *running {
 		t.Fatalf("start: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := a.stop(t.Context()); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.stop(ctx); err != nil {
 			t.Logf("stop: %v", err)
 		}
 	})

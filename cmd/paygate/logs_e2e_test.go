@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -31,7 +32,11 @@ func TestNoSecretsInLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.stop(t.Context()) })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.stop(ctx)
+	})
 	g := &running{t: t, app: a, path: path, base: "http://" + a.addr, admin: "http://" + a.adminAddr,
 		signer: client.HMAC("demo", []byte(demoSecret)), logs: logs}
 	site := newMerchantSite(t)
