@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/gateway/client"
 	"github.com/paygate/paygate/notify"
 	"github.com/paygate/paygate/store"
 	"github.com/paygate/paygate/store/storetest"
@@ -299,5 +300,50 @@ func rewrite(t *testing.T, path, old, new string) {
 	}
 	if err := os.WriteFile(path, []byte(strings.Replace(s, old, new, 1)), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// SIGTERM: the process stops accepting, finishes the request in flight,
+// and exits 0.
+func TestGracefulShutdownSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs paygate processes")
+	}
+	rs := storetest.Redis(t)
+	path := writeConfig(t, e2eOpts{redisAddr: rs.Addr()})
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, path)
+	waitReady(t, cfg)
+	g := &running{t: t, base: "http://" + cfg.Server.Listen, admin: "http://" + cfg.Server.AdminListen, signer: client.HMAC("demo", []byte(demoSecret))}
+	g.faults(`{"channel":"wechat-main","latency":"1s"}`)
+	g.faults(`{"channel":"alipay-main","latency":"1s"}`)
+
+	done := make(chan resp, 1)
+	go func() { done <- g.create("graceful-1", 100, "wechat_native", "http://127.0.0.1:1/notify") }()
+	time.Sleep(300 * time.Millisecond) // the create is waiting on the channel
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.Status != 201 {
+			t.Fatalf("in-flight request during shutdown: %d %s", r.Status, r.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("in-flight request never finished")
+	}
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("process did not exit after SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	if _, err := http.Get(g.base + "/v1/payments"); err == nil {
+		t.Fatal("still accepting connections after shutdown")
 	}
 }
