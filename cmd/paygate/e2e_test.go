@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -74,6 +75,24 @@ func TestEndToEndEachChannel(t *testing.T) {
 	}
 	if site.bad != 0 {
 		t.Fatalf("%d notifications failed signature verification", site.bad)
+	}
+	// Every channel call was counted; /metrics is open (no token).
+	m := do(t, mustReq(t, http.MethodGet, g.admin+"/metrics", ""))
+	for _, want := range []string{
+		`paygate_channel_calls_total{channel="wechat-main",op="create",outcome="http_200"}`,
+		`paygate_channel_calls_total{channel="alipay-main",op="refund",outcome="http_200"}`,
+		`paygate_notifications_delivered_total{merchant="demo"}`,
+	} {
+		if m.Status != 200 || !strings.Contains(string(m.Body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// The status page shows every channel.
+	page := do(t, mustReq(t, http.MethodGet, g.admin+"/", ""))
+	for _, ch := range []string{"wechat-main", "alipay-main", "bank-a", "bank-b", "large-to-bank"} {
+		if !strings.Contains(string(page.Body), ch) {
+			t.Errorf("status page lacks %s", ch)
+		}
 	}
 }
 
