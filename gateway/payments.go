@@ -127,7 +127,7 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 		return s.replay(ctx, &req, stored, rl)
 	}
 	rl.paymentID = pid
-	cerr := s.createAtChannels(table, rec, &req, eligible)
+	cerr := s.createAtChannels(rl.ctx, table, rec, &req, eligible)
 	rl.channel = rec.Channel
 	if cerr != nil {
 		return cerr
@@ -165,7 +165,10 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, req *createPaymentRequest, rec
 // breaker open, our request rejected, a documented "retry" 5xx); an
 // ambiguous outcome leaves the payment pending on that channel, resolved by
 // query. Every attempt is recorded on the payment before and after the call.
-func (s *Server) createAtChannels(table *routing.Table, rec *payment.Record, req *createPaymentRequest, eligible []string) error {
+// Failover also stops when the request's own deadline (reqCtx) leaves less
+// than the next channel's timeout: each attempt runs on its own context, so
+// that a merchant hanging up never turns a channel call into an ambiguous one.
+func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, rec *payment.Record, req *createPaymentRequest, eligible []string) error {
 	bg := context.Background()
 	creq := &adapters.CreateRequest{
 		OrderNo: rec.ChannelOrderNo, Method: rec.Method, Amount: rec.Amount, Currency: rec.Currency,
@@ -177,6 +180,9 @@ func (s *Server) createAtChannels(table *routing.Table, rec *payment.Record, req
 	var lastErr error
 	for i, chID := range eligible {
 		if i > 0 {
+			if dl, ok := reqCtx.Deadline(); ok && time.Until(dl) < s.channelTimeout(table, chID) {
+				break
+			}
 			s.router.RecordFailover(eligible[i-1], chID)
 			rec.Channel = chID
 			rec.Attempts = append(rec.Attempts, payment.Attempt{Channel: chID, At: s.stamp()})
@@ -254,13 +260,17 @@ func (s *Server) failCreate(rec *payment.Record, code, msg string, apiError erro
 // callChannel runs one channel operation through the router (breaker and
 // health) with the channel's timeout.
 func (s *Server) callChannel(table *routing.Table, chID, op string, fn func(ctx context.Context) error) error {
-	timeout := 3 * time.Second
-	if cc, ok := table.ChannelConfig(chID); ok && cc.Timeout > 0 {
-		timeout = cc.Timeout.D()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.channelTimeout(table, chID))
 	defer cancel()
 	return s.router.Call(ctx, chID, op, fn)
+}
+
+// channelTimeout is the configured per-call timeout of a channel.
+func (s *Server) channelTimeout(table *routing.Table, chID string) time.Duration {
+	if cc, ok := table.ChannelConfig(chID); ok && cc.Timeout > 0 {
+		return cc.Timeout.D()
+	}
+	return 3 * time.Second
 }
 
 // sweepDelay is when the reconciler next looks at a pending object after
