@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -163,9 +164,22 @@ func queryOf(rec *payment.Record) *adapters.QueryRequest {
 	return &adapters.QueryRequest{OrderNo: rec.ChannelOrderNo, CreatedAt: rec.CreatedAt, Amount: rec.Amount, Currency: rec.Currency}
 }
 
+// expiryGrace is how long after a payment's expiry paygate waits before it
+// trusts that the channel (which was sent that expiry) can no longer take
+// money for an order it could not close: clocks differ.
+const expiryGrace = time.Minute
+
 // closeAtChannel closes a pending payment at its channel, then records it
-// closed. If the channel refuses because the order was paid meanwhile, the
-// channel's state is applied instead (the payment becomes succeeded).
+// closed. A payment is recorded closed only when its channel can no longer
+// take money for it:
+//   - the channel closed the order;
+//   - or the channel cannot close it (Alipay before the scan, an ACP consume,
+//     an order the channel never received) and the payment's expiry, which
+//     the channel was given, has passed (plus expiryGrace).
+//
+// Otherwise the payment stays pending (the caller answers 409 or looks again
+// later). If the channel refuses because the order was paid meanwhile, its
+// state is applied instead (the payment becomes succeeded).
 func (s *Server) closeAtChannel(rec *payment.Record, source string) (*payment.Record, error) {
 	table := s.router.Table()
 	ch, ok := table.Channel(rec.Channel)
@@ -175,14 +189,25 @@ func (s *Server) closeAtChannel(rec *payment.Record, source string) (*payment.Re
 	err := s.callChannel(table, rec.Channel, "close", func(ctx context.Context) error {
 		return ch.Close(ctx, queryOf(rec))
 	})
-	if err != nil {
-		if ce, ok := adapters.AsError(err); ok && (ce.Kind == adapters.KindDeclined || ce.Kind == adapters.KindConflict) {
-			return s.refreshPayment(rec)
-		}
+	if err == nil {
+		return s.applyOrderState(context.Background(), rec, &adapters.OrderState{Status: adapters.OrderClosed}, source)
+	}
+	ce, ok := adapters.AsError(err)
+	if !ok || (ce.Kind != adapters.KindDeclined && ce.Kind != adapters.KindConflict && ce.Kind != adapters.KindNotFound) {
 		return rec, err
 	}
-	return s.applyOrderState(context.Background(), rec, &adapters.OrderState{Status: adapters.OrderClosed}, source)
+	fresh, qerr := s.refreshPayment(rec)
+	if qerr != nil {
+		return rec, qerr
+	}
+	if fresh.Status.Final() || s.now().Before(fresh.ExpiresAt.Add(expiryGrace)) {
+		return fresh, nil
+	}
+	return s.applyOrderState(context.Background(), fresh, &adapters.OrderState{Status: adapters.OrderClosed}, source)
 }
+
+// closableAt is when a payment whose channel cannot close it will be closed.
+func closableAt(rec *payment.Record) time.Time { return rec.ExpiresAt.Add(expiryGrace) }
 
 // applyRefundState applies what a channel says of a refund.
 func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord, st *adapters.RefundState, source string) (*payment.RefundRecord, error) {

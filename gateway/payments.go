@@ -379,7 +379,13 @@ func (s *Server) closePayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) e
 	if err != nil {
 		return err
 	}
-	if closed.Status != payment.StatusClosed {
+	switch closed.Status {
+	case payment.StatusClosed:
+	case payment.StatusPending:
+		return apiErr(http.StatusConflict, codeInvalidState,
+			"channel %s cannot close payment %s before it expires; it stays payable until %s and paygate closes it then",
+			closed.Channel, id, closableAt(closed).Format(time.RFC3339))
+	default:
 		return apiErr(http.StatusConflict, codeInvalidState, "payment %s is %s at its channel", id, closed.Status)
 	}
 	writeJSON(ctx, http.StatusOK, view(closed))

@@ -171,6 +171,11 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 		if closed.Status.Final() {
 			return time.Time{}, nil
 		}
+		// The channel could not close it yet: look again once it is past
+		// its expiry and the grace.
+		if at := closableAt(closed); now.Before(at) {
+			return at, nil
+		}
 	}
 	next := now.Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt))
 	if next.After(fresh.ExpiresAt) && now.Before(fresh.ExpiresAt) {

@@ -237,18 +237,32 @@ func (c *Client) Query(ctx context.Context, req *adapters.QueryRequest) (*adapte
 // close. Note that an unscanned precreate code stays payable until its
 // time_expire; a payment after the close is reported by notification and
 // query, and wins (CONTRACT §4).
+// errNotYetClosable: Alipay has no trade to close until the payer scans the
+// code (or opens the page), yet the code stays payable until its
+// time_expire. Closing is not possible, and nil would be a false close: the
+// gateway closes such a payment once it has expired.
+func errNotYetClosable(c *Client, code string) error {
+	return c.fail(opClose, adapters.KindNotFound, code, "no trade to close before the payer scans the code; it stays payable until its time_expire")
+}
+
 func (c *Client) Close(ctx context.Context, req *adapters.QueryRequest) error {
 	var r closeResp
 	err := c.call(ctx, opClose, methodClose, tradeBiz{OutTradeNo: req.OrderNo}, nil, &r, &r.commonResp)
-	if isCode(err, subTradeNotExist) || isCode(err, subTradeHasClose) {
+	if isCode(err, subTradeHasClose) {
 		return nil
+	}
+	if isCode(err, subTradeNotExist) {
+		return errNotYetClosable(c, subTradeNotExist)
 	}
 	if isCode(err, subTradeStatusError) || isCode(err, subStatusInvalid) {
 		// Only WAIT_BUYER_PAY trades can be closed; this one is closed
 		// already (time_expire) or paid. The query says which.
 		st, qerr := c.Query(ctx, req)
-		if qerr == nil && (st.Status == adapters.OrderClosed || st.Status == adapters.OrderNotFound) {
+		if qerr == nil && st.Status == adapters.OrderClosed {
 			return nil
+		}
+		if qerr == nil && st.Status == adapters.OrderNotFound {
+			return errNotYetClosable(c, subTradeNotExist)
 		}
 		return err
 	}

@@ -229,8 +229,10 @@ func TestClose(t *testing.T) {
 		if _, err := h.client.Create(ctx, req); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.client.Close(ctx, closeReq(req)); err != nil {
-			t.Fatalf("close: %v", err)
+		// Nothing to close, but the code stays payable: not a close.
+		err := h.client.Close(ctx, closeReq(req))
+		if e, ok := adapters.AsError(err); !ok || e.Kind != adapters.KindNotFound || e.Code != "ACQ.TRADE_NOT_EXIST" {
+			t.Fatalf("close before the scan: %v, want not_found ACQ.TRADE_NOT_EXIST", err)
 		}
 	})
 	t.Run("waiting trade", func(t *testing.T) {

@@ -496,11 +496,18 @@ func (c *Client) Close(ctx context.Context, req *adapters.QueryRequest) error {
 	if err != nil {
 		return err
 	}
-	if st.Status == adapters.OrderPaid {
+	switch st.Status {
+	case adapters.OrderPaid:
 		return &adapters.Error{Channel: c.cfg.ID, Op: op, Kind: adapters.KindDeclined, Code: "already_paid",
 			Message: "the order is paid; ACP cannot close it"}
+	case adapters.OrderClosed, adapters.OrderFailed:
+		return nil // lapsed at payTimeout (or failed): nothing can be paid any more
 	}
-	return nil
+	// ACP cannot cancel an unpaid consume: it stays payable until its
+	// payTimeout (the payment's expiry). Answering nil would be a false
+	// close; the gateway closes the payment once it has expired.
+	return &adapters.Error{Channel: c.cfg.ID, Op: op, Kind: adapters.KindDeclined, Code: "not_closable",
+		Message: "ACP cannot close an unpaid order; it lapses at its payTimeout"}
 }
 
 // Refund asks the bank to refund req.Amount of the consume whose queryId is

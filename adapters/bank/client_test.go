@@ -216,8 +216,9 @@ func TestFrontConsume(t *testing.T) {
 	if err != nil || st.Status != adapters.OrderPending {
 		t.Fatalf("after the form: %+v %v", st, err)
 	}
-	if err := h.client.Close(ctx, queryOf(req)); err != nil {
-		t.Fatalf("close of an unpaid order: %v", err)
+	// ACP cannot cancel it: still payable until payTimeout, so not a close.
+	if err := h.client.Close(ctx, queryOf(req)); !isKindCode(err, adapters.KindDeclined, "not_closable") {
+		t.Fatalf("close of an unpaid order: %v, want declined not_closable", err)
 	}
 
 	if err := h.sim.Pay(req.OrderNo); err != nil {
@@ -487,8 +488,8 @@ func TestBusinessErrors(t *testing.T) {
 	if err != nil || rs.Status != adapters.RefundNotFound {
 		t.Fatalf("query of an unknown refund: %+v %v", rs, err)
 	}
-	if err := h.client.Close(ctx, queryOf(unknown)); err != nil {
-		t.Fatalf("close of an order the bank never saw: %v", err)
+	if err := h.client.Close(ctx, queryOf(unknown)); !isKindCode(err, adapters.KindDeclined, "not_closable") {
+		t.Fatalf("close of an order the bank never saw: %v, want declined not_closable (the form may still be posted)", err)
 	}
 
 	unpaid := h.order(payment.MethodQR, 100)
@@ -659,4 +660,9 @@ func genKeyBits(t *testing.T, bits int) *rsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+func isKindCode(err error, kind adapters.Kind, code string) bool {
+	e, ok := adapters.AsError(err)
+	return ok && e.Kind == kind && e.Code == code
 }
