@@ -100,8 +100,12 @@ func (s *Server) refundAtChannel(pay *payment.Record, rf *payment.RefundRecord) 
 		return err
 	})
 	if err != nil {
+		// Only a refusal makes the refund failed (and releases its reserved
+		// amount). A conflict ("duplicate refund number", as ACP answers a
+		// resend) means the refund may well exist: the query decides, never a
+		// guess that would let the merchant refund the same money twice.
 		ce, _ := adapters.AsError(err)
-		if ce != nil && (ce.Kind == adapters.KindDeclined || ce.Kind == adapters.KindInvalid || ce.Kind == adapters.KindConflict) {
+		if ce != nil && (ce.Kind == adapters.KindDeclined || ce.Kind == adapters.KindInvalid) {
 			s.logger.Warn("channel refused refund", zap.String("refund_id", rf.RefundID), zap.String("channel", rf.Channel), zap.Error(err))
 			return s.applyRefundState(context.Background(), rf, &adapters.RefundState{Status: adapters.RefundFailed}, "refund")
 		}
