@@ -152,6 +152,11 @@ func (v *validator) server() {
 
 func (v *validator) store() {
 	r := v.c.Store.Redis
+	if len(r.Addrs) == 0 && !v.c.Sandbox.Enabled {
+		// The embedded store keeps everything in this process's memory:
+		// payments and queued notifications would be lost on a restart.
+		v.add("store.redis.addrs", "at least one Redis address is required outside sandbox mode (the embedded store is not durable)")
+	}
 	seen := map[string]int{}
 	for i, a := range r.Addrs {
 		p := fmt.Sprintf("store.redis.addrs[%d]", i)
@@ -228,6 +233,9 @@ func (v *validator) merchants() {
 		v.merchantKey(p+".key", m.Key)
 		if s, ok := v.secret(p, "webhook_secret", m.WebhookSecret, m.WebhookSecretEnv, m.WebhookSecretFile, true); ok && len(s) < 16 {
 			v.add(p+".webhook_secret", "must be at least 16 bytes, got %d", len(s))
+		}
+		if len(m.NotifyAllowNetworks) > 0 && !v.c.Sandbox.Enabled {
+			v.add(p+".notify_allow_networks", "allowing notifications to private networks is for sandbox mode only")
 		}
 		for j, n := range m.NotifyAllowNetworks {
 			if _, err := netip.ParsePrefix(n); err != nil {

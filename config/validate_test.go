@@ -170,10 +170,15 @@ func TestValidate(t *testing.T) {
 		{"webhook secret inline outside sandbox", func(c *Config, _ string) {
 			c.Merchants[1].WebhookSecretFile, c.Merchants[1].WebhookSecret = "", "inline-webhook-secret-0123"
 		}, []string{`merchants[1].webhook_secret: inline secrets need sandbox mode; use webhook_secret_env or webhook_secret_file`}},
+		{"embedded store outside sandbox", func(c *Config, _ string) { c.Store.Redis.Addrs = nil },
+			[]string{`store.redis.addrs: at least one Redis address is required outside sandbox mode (the embedded store is not durable)`}},
+		{"notify_allow_networks outside sandbox", func(c *Config, _ string) { c.Merchants[0].NotifyAllowNetworks = []string{"10.0.0.0/8"} },
+			[]string{`merchants[0].notify_allow_networks: allowing notifications to private networks is for sandbox mode only`}},
 		{"notify_allow_networks not CIDR", func(c *Config, _ string) {
 			c.Merchants[0].NotifyAllowNetworks = []string{"10.0.0.0/8", "10.1.2.3", "::1/129"}
 		},
-			[]string{`merchants[0].notify_allow_networks[1]: want a CIDR such as "10.0.0.0/8", got "10.1.2.3"`,
+			[]string{`merchants[0].notify_allow_networks: allowing notifications to private networks is for sandbox mode only`,
+				`merchants[0].notify_allow_networks[1]: want a CIDR such as "10.0.0.0/8", got "10.1.2.3"`,
 				`merchants[0].notify_allow_networks[2]: want a CIDR such as "10.0.0.0/8", got "::1/129"`}},
 		{"merchant methods empty", func(c *Config, _ string) { c.Merchants[1].Methods = nil },
 			[]string{`merchants[1].methods: at least one method is required`}},
