@@ -1,6 +1,8 @@
 package store
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"time"
@@ -19,21 +21,31 @@ const embeddedTick = time.Second
 // embedded is the in-process Redis used when no address is configured: one
 // process, nothing persisted. It owns the goroutine that advances its TTLs.
 type embedded struct {
-	m    *miniredis.Miniredis
-	log  *zap.Logger
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	m        *miniredis.Miniredis
+	password string
+	log      *zap.Logger
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
 }
 
-func startEmbedded(log *zap.Logger) (*embedded, error) {
+// startEmbedded starts the in-process Redis on a loopback port, protected
+// by a random password (other local processes must not be able to mark
+// payments paid); it returns the password for the client.
+func startEmbedded(log *zap.Logger) (*embedded, string, error) {
 	m := miniredis.NewMiniRedis()
-	if err := m.StartAddr("127.0.0.1:0"); err != nil {
-		return nil, fmt.Errorf("store: start embedded redis: %w", err)
+	var pw [16]byte
+	if _, err := rand.Read(pw[:]); err != nil {
+		return nil, "", fmt.Errorf("store: embedded redis password: %w", err)
 	}
-	e := &embedded{m: m, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	password := hex.EncodeToString(pw[:])
+	m.RequireAuth(password)
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, "", fmt.Errorf("store: start embedded redis: %w", err)
+	}
+	e := &embedded{m: m, log: log, password: password, stop: make(chan struct{}), done: make(chan struct{})}
 	go e.tick(time.NewTicker(embeddedTick), time.Now())
-	return e, nil
+	return e, password, nil
 }
 
 func (e *embedded) addr() string { return e.m.Addr() }

@@ -97,13 +97,14 @@ func Open(cfg config.Redis, logger *zap.Logger) (*Store, error) {
 		// which a short deadline would turn into failed requests.
 		opts.ReadTimeout = orDefault(cfg.ReadTimeout.D(), embeddedTimeout)
 		opts.WriteTimeout = orDefault(cfg.WriteTimeout.D(), embeddedTimeout)
-		emb, err := startEmbedded(s.log)
+		emb, password, err := startEmbedded(s.log)
 		if err != nil {
 			return nil, err
 		}
 		s.emb = emb
 		opts.Addrs = []string{emb.addr()}
 		opts.DB = 0
+		opts.Username, opts.Password = "", password
 		s.rdb = redis.NewClient(opts.Simple())
 		s.log.Warn("embedded store: single process and not durable; payments, nonces and queued notifications are lost when paygate stops and are not shared with other instances; set store.redis.addrs in production",
 			zap.String("addr", emb.addr()))

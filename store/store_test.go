@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/paygate/paygate/config"
@@ -95,8 +97,10 @@ func TestEmbedded(t *testing.T) {
 		if !s.Embedded() {
 			t.Fatal("no addrs did not give the embedded store")
 		}
-		addr := s.emb.addr()
-		return env{s: s, other: func(t *testing.T) *Store { return openAddrs(t, addr) }}
+		addr, pw := s.emb.addr(), s.emb.password
+		return env{s: s, other: func(t *testing.T) *Store {
+			return openStore(t, config.Redis{Addrs: []string{addr}, Password: pw, ReadTimeout: slow, WriteTimeout: slow})
+		}}
 	})
 }
 
@@ -183,5 +187,15 @@ func newRefund(p *payment.Record, outRefundNo string, amount int64) *payment.Ref
 		},
 		MerchantID: p.MerchantID, Channel: p.Channel, ChannelOrderNo: p.ChannelOrderNo,
 		RefundOrderNo: payment.RefundOrderNo(id),
+	}
+}
+
+// The embedded store's port is on loopback, where any local process can
+// connect: without the password it answers nothing.
+func TestEmbeddedRequiresPassword(t *testing.T) {
+	s := openStore(t, config.Redis{ReadTimeout: slow, WriteTimeout: slow})
+	_, err := Open(config.Redis{Addrs: []string{s.emb.addr()}, ReadTimeout: slow, WriteTimeout: slow}, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("a client without the password got in: %v", err)
 	}
 }
