@@ -47,7 +47,10 @@ type app struct {
 	serveDone       chan error
 	serving         bool
 
-	mu         sync.Mutex
+	opts options
+
+	reloadMu   sync.Mutex // serializes apply
+	mu         sync.Mutex // guards cfg and lastReload
 	cfg        *config.Config
 	lastReload gateway.ReloadStatus
 }
@@ -58,7 +61,10 @@ type options struct {
 	simNow     func() time.Time // the in-process simulators' clock; nil: the wall clock
 	noWatch    bool             // do not watch the config file
 	notifyPoll time.Duration
-	reconcile  time.Duration
+	// listen and adminListen are the command line's -listen and
+	// -admin-listen: they override every reloaded config too.
+	listen, adminListen string
+	reconcile           time.Duration
 }
 
 // simulators maps a channel type to its simulator.
@@ -91,7 +97,7 @@ func channelBuilder(cfg *config.Config, obs adapters.Observer) routing.Builder {
 
 // start builds and starts everything; on error, whatever started is stopped.
 func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *app, err error) {
-	a = &app{logger: logger, path: path, cfg: cfg, metrics: gateway.NewMetrics(), serveDone: make(chan error, 1)}
+	a = &app{logger: logger, path: path, cfg: cfg, opts: o, metrics: gateway.NewMetrics(), serveDone: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			a.stop(context.Background())
@@ -206,9 +212,6 @@ func (a *app) merchants() []notify.Merchant {
 // reloadNow re-reads the config file (SIGHUP, admin API).
 func (a *app) reloadNow(source string) error {
 	cfg, err := config.Load(a.path)
-	if err == nil {
-		applyFlags(cfg, "", "")
-	}
 	return a.apply(cfg, err, source)
 }
 
@@ -217,22 +220,37 @@ func (a *app) reloadErr() error { return a.reloadNow("admin") }
 // apply swaps in a new, fully validated config; a bad one changes nothing.
 // Listener addresses, the store and the simulators are not reloaded (they
 // need a restart); routing rules, channels and merchants are.
+//
+// Reloads are serialized (the file watcher, SIGHUP and the admin API may
+// race) and all-or-nothing: the edge's merchants are compiled and swapped
+// first, then the router's table; if the router refuses, the edge gets the
+// old config back (which compiled before, so it cannot fail).
 func (a *app) apply(cfg *config.Config, err error, source string) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
 	if err == nil {
 		a.mu.Lock()
 		old := a.cfg
 		a.mu.Unlock()
-		cfg.Server.Listen, cfg.Server.AdminListen = old.Server.Listen, old.Server.AdminListen
-		a.mu.Lock()
-		a.cfg = cfg
-		a.mu.Unlock()
-		if err = a.router.Reload(cfg); err == nil {
-			err = a.gw.Reload(cfg)
+		// The command line still wins, and the listeners are not rebound:
+		// keep their addresses, and a public_url derived from them.
+		applyFlags(cfg, a.opts.listen, a.opts.adminListen)
+		if cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen) {
+			cfg.Server.PublicURL = derivedPublicURL(old.Server.Listen)
 		}
-		if err != nil {
+		cfg.Server.Listen, cfg.Server.AdminListen = old.Server.Listen, old.Server.AdminListen
+		if err = a.gw.Reload(cfg); err == nil {
 			a.mu.Lock()
-			a.cfg = old
+			a.cfg = cfg // the adapter builder reads public_url from here
 			a.mu.Unlock()
+			if err = a.router.Reload(cfg); err != nil {
+				a.mu.Lock()
+				a.cfg = old
+				a.mu.Unlock()
+				if rerr := a.gw.Reload(old); rerr != nil {
+					a.logger.Error("restoring the edge's previous config failed", zap.Error(rerr))
+				}
+			}
 		}
 	}
 	a.mu.Lock()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/gateway/client"
 	"github.com/paygate/paygate/store/storetest"
 )
 
@@ -128,4 +133,44 @@ func mustReq(t *testing.T, method, url, body string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// -listen on the command line wins over every reloaded config: callback
+// URLs the channels are given keep pointing at the listener that exists.
+func TestReloadKeepsCommandLineOverrides(t *testing.T) {
+	rs := storetest.Redis(t)
+	path := writeConfig(t, e2eOpts{redisAddr: rs.Addr()})
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	applyFlags(cfg, listen, "")
+	a, err := start(cfg, path, zap.NewNop(), options{listen: listen, noWatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.stop(ctx)
+	})
+	g := &running{t: t, app: a, path: path, base: "http://" + a.addr, admin: "http://" + a.adminAddr, signer: client.HMAC("demo", []byte(demoSecret))}
+	if a.addr != listen {
+		t.Fatalf("listening on %s, want the flag's %s", a.addr, listen)
+	}
+	backURL := func(otn string) string {
+		p := g.mustCreate(otn, 100, "bank_redirect", "http://127.0.0.1:1/n")
+		return p["action"].(map[string]any)["fields"].(map[string]any)["backUrl"].(string)
+	}
+	want := "http://" + listen + "/callbacks/"
+	if u := backURL("flags-1"); !strings.HasPrefix(u, want) {
+		t.Fatalf("before reload: backUrl %s, want %s...", u, want)
+	}
+	if r := g.adminCall(http.MethodPost, "/admin/config/reload", ""); r.Status != 200 {
+		t.Fatalf("reload: %d %s", r.Status, r.Body)
+	}
+	if u := backURL("flags-2"); !strings.HasPrefix(u, want) {
+		t.Fatalf("after reload: backUrl %s, want %s...", u, want)
+	}
 }
