@@ -169,7 +169,6 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, req *createPaymentRequest, rec
 // than the next channel's timeout: each attempt runs on its own context, so
 // that a merchant hanging up never turns a channel call into an ambiguous one.
 func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, rec *payment.Record, req *createPaymentRequest, eligible []string) error {
-	bg := context.Background()
 	creq := &adapters.CreateRequest{
 		OrderNo: rec.ChannelOrderNo, Method: rec.Method, Amount: rec.Amount, Currency: rec.Currency,
 		Subject: rec.Subject, CreatedAt: rec.CreatedAt, ExpiresAt: rec.ExpiresAt,
@@ -177,23 +176,42 @@ func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, 
 	if req.Payer != nil {
 		creq.PayerOpenID, creq.ClientIP = req.Payer.OpenID, req.Payer.ClientIP
 	}
+	// save stores a change through compare-and-set: should a callback or
+	// the reconciler have changed the payment meanwhile, the change is made
+	// again on the fresh copy instead of failing the request.
+	save := func(change func(r *payment.Record), ch func(r *payment.Record) store.Change) error {
+		fresh, err := s.mutatePayment(context.Background(), rec, func(r *payment.Record) (store.Change, bool, error) {
+			change(r)
+			return ch(r), true, nil
+		})
+		if err != nil {
+			return err
+		}
+		*rec = *fresh
+		return nil
+	}
+	sweepSoon := func(*payment.Record) store.Change {
+		return store.Change{SweepAt: s.now().Add(s.sweepDelay(s.snap.Load(), 0))}
+	}
 	var lastErr error
 	for i, chID := range eligible {
 		if i > 0 {
-			if dl, ok := reqCtx.Deadline(); ok && time.Until(dl) < s.channelTimeout(table, chID) {
+			if dl, ok := reqCtx.Deadline(); ok && dl.Sub(s.now()) < s.channelTimeout(table, chID) {
 				break
 			}
 			s.router.RecordFailover(eligible[i-1], chID)
-			rec.Channel = chID
-			rec.Attempts = append(rec.Attempts, payment.Attempt{Channel: chID, At: s.stamp()})
-			if err := s.store.UpdatePayment(bg, rec, store.Change{SweepAt: s.now().Add(30 * time.Second)}); err != nil {
+			if err := save(func(r *payment.Record) {
+				r.Channel = chID
+				r.Attempts = append(r.Attempts, payment.Attempt{Channel: chID, At: s.stamp()})
+			}, sweepSoon); err != nil {
 				return err
 			}
 		}
+		idx := len(rec.Attempts) - 1
 		ch, ok := table.Channel(chID)
 		if !ok {
 			lastErr = &adapters.Error{Channel: chID, Op: "create", Kind: adapters.KindUnavailable, Code: "not_configured"}
-			rec.Attempts[len(rec.Attempts)-1].Outcome = payment.OutcomeNotCreated
+			rec.Attempts[idx].Outcome = payment.OutcomeNotCreated
 			continue
 		}
 		start := s.now()
@@ -203,26 +221,32 @@ func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, 
 			res, err = ch.Create(ctx, creq)
 			return err
 		})
-		att := &rec.Attempts[len(rec.Attempts)-1]
-		att.LatencyMS = s.now().Sub(start).Milliseconds()
-		now := s.stamp()
-		rec.UpdatedAt = now
-		if err == nil {
-			att.Outcome = payment.OutcomeCreated
-			action := res.Action
-			rec.Action, rec.ChannelTradeNo = &action, res.ChannelTradeNo
-			return s.store.UpdatePayment(bg, rec, store.Change{SweepAt: now.Add(s.sweepDelay(s.snap.Load(), 0))})
+		latency := s.now().Sub(start).Milliseconds()
+		attempt := func(outcome string) func(r *payment.Record) {
+			return func(r *payment.Record) {
+				a := &r.Attempts[idx]
+				a.Outcome, a.LatencyMS = outcome, latency
+				if err != nil {
+					a.Error = err.Error()
+				}
+				r.UpdatedAt = s.stamp()
+			}
 		}
-		att.Error = err.Error()
+		if err == nil {
+			return save(func(r *payment.Record) {
+				attempt(payment.OutcomeCreated)(r)
+				action := res.Action
+				r.Action, r.ChannelTradeNo = &action, res.ChannelTradeNo
+			}, sweepSoon)
+		}
 		lastErr = err
 		ce, _ := adapters.AsError(err)
 		switch {
 		case ce != nil && ce.NotCreated():
-			att.Outcome = payment.OutcomeNotCreated
+			attempt(payment.OutcomeNotCreated)(rec)
 			continue
 		case ce == nil || ce.Ambiguous():
-			att.Outcome = payment.OutcomeAmbiguous
-			if err := s.store.UpdatePayment(bg, rec, store.Change{SweepAt: now.Add(5 * time.Second)}); err != nil {
+			if err := save(attempt(payment.OutcomeAmbiguous), sweepSoon); err != nil {
 				return err
 			}
 			s.logger.Warn("ambiguous channel outcome; payment stays pending and is resolved by query",
@@ -230,7 +254,7 @@ func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, 
 			return apiErr(http.StatusBadGateway, codeChannelError,
 				"the channel's answer was lost; payment %s stays pending and is confirmed with the channel (retrying with the same out_trade_no returns it)", rec.PaymentID)
 		default:
-			att.Outcome = payment.OutcomeDeclined
+			attempt(payment.OutcomeDeclined)(rec)
 			return s.failCreate(rec, ce.Code, ce.Message, apiErr(http.StatusBadGateway, codeChannelError, "channel %s refused the payment (%s)", chID, ce.Code))
 		}
 	}
@@ -242,18 +266,27 @@ func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, 
 }
 
 // failCreate marks a payment that no channel created as failed (notifying
-// the merchant) and returns apiError for the synchronous answer.
+// the merchant) and returns apiError for the synchronous answer. The
+// attempts recorded on rec so far are kept.
 func (s *Server) failCreate(rec *payment.Record, code, msg string, apiError error) error {
-	rec.Status = payment.StatusFailed
-	rec.Failure = &payment.Failure{Code: code, Message: msg}
-	ev, err := s.event(payment.EventPaymentFailed, rec.PaymentID, rec, view(rec))
+	attempts := rec.Attempts
+	fresh, err := s.mutatePayment(context.Background(), rec, func(r *payment.Record) (store.Change, bool, error) {
+		if r.Status.Final() {
+			return store.Change{}, false, nil
+		}
+		r.Attempts = attempts
+		r.Status, r.UpdatedAt = payment.StatusFailed, s.stamp()
+		r.Failure = &payment.Failure{Code: code, Message: msg}
+		ev, err := s.event(payment.EventPaymentFailed, r.PaymentID, r, view(r))
+		if err != nil {
+			return store.Change{}, false, err
+		}
+		return store.Change{Event: ev}, true, nil
+	})
 	if err != nil {
 		return err
 	}
-	if err := s.store.UpdatePayment(context.Background(), rec, store.Change{Event: ev}); err != nil {
-		return err
-	}
-	s.onEvent()
+	*rec = *fresh
 	return apiError
 }
 
