@@ -16,6 +16,8 @@ COPY --from=build /src/sandbox/keys /etc/paygate/sandbox/keys
 USER nonroot:nonroot
 EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/paygate"]
-# The admin listener binds all interfaces inside the container so that
-# orchestrators can reach /healthz and /readyz; /admin/* still needs the token.
-CMD ["serve", "-config", "/etc/paygate/config.yaml", "-admin-listen", "0.0.0.0:9090"]
+# The config decides every address. For orchestrator probes of /healthz and
+# /readyz, set server.admin_listen to "0.0.0.0:9090" in the mounted config
+# (or add -admin-listen to the command) and keep that port off the public
+# network: the status page at / is open, /admin/* needs the token.
+CMD ["serve", "-config", "/etc/paygate/config.yaml"]

@@ -48,11 +48,11 @@ var (
 
 // Request is what routing matches on.
 type Request struct {
-	Merchant string
-	Method   payment.Method
-	Amount   int64 // minor units (fen)
-	Currency string
-	Metadata map[string]string
+	Merchant string            `json:"merchant"`
+	Method   payment.Method    `json:"method"`
+	Amount   int64             `json:"amount"` // minor units (fen)
+	Currency string            `json:"currency"`
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // Decision is the outcome of routing one request: the candidates of the
