@@ -103,14 +103,32 @@ reconcile: {delays: [1s, 2s], interval: 100ms, lease: 3s}
 {EXTRA}
 `
 
+// handedOut remembers every port freePort gave in this process: the kernel
+// may hand a closed port out again, and two configs of one test (or of
+// parallel tests) must not share one.
+var (
+	portsMu   sync.Mutex
+	handedOut = map[int]bool{}
+)
+
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !handedOut[port] {
+			handedOut[port] = true
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no fresh loopback port")
+	return 0
 }
 
 type e2eOpts struct {
