@@ -235,6 +235,7 @@ type reqOpts struct {
 	signBody  []byte // sign this body instead of the one sent
 	omit      string // header to leave out
 	signature string // send this signature instead
+	otherKey  bool   // sign correctly, but with another key of the same algorithm
 }
 
 type response struct {
@@ -277,7 +278,11 @@ func (s signer) do(t testing.TB, base, method, uri string, body []byte, o reqOpt
 		signBody = o.signBody
 	}
 	ts := strconv.FormatInt(o.ts, 10)
-	sig, err := s.c.Sign(method, signURI, o.ts, o.nonce, signBody)
+	c := s.c
+	if o.otherKey {
+		c = otherKeySigner(t, s.c.Merchant)
+	}
+	sig, err := c.Sign(method, signURI, o.ts, o.nonce, signBody)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,4 +313,21 @@ func (s signer) do(t testing.TB, base, method, uri string, body []byte, o reqOpt
 
 func paymentBody(otn string, amount int64, method string) []byte {
 	return []byte(fmt.Sprintf(`{"out_trade_no":%q,"amount":%d,"currency":"CNY","method":%q,"subject":"Coffee","notify_url":"http://127.0.0.1:1/notify","payer":{"openid":"o-abc"}}`, otn, amount, method))
+}
+
+// otherKeySigner signs for merchant with a key of its algorithm that is not
+// its configured one: a well-formed, genuine signature by the wrong key.
+func otherKeySigner(t testing.TB, merchant string) *client.Signer {
+	switch merchant {
+	case "m-rsa":
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client.RSA(merchant, k)
+	case "m-ed":
+		_, k, _ := ed25519.GenerateKey(rand.Reader)
+		return client.Ed25519(merchant, k)
+	}
+	return client.HMAC(merchant, []byte("another-hmac-secret-0123456789abcdef"))
 }
