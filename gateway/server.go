@@ -122,7 +122,7 @@ func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logge
 		ReadTimeout:                   cfg.Server.ReadTimeout.D(),
 		WriteTimeout:                  cfg.Server.WriteTimeout.D(),
 		IdleTimeout:                   cfg.Server.IdleTimeout.D(),
-		MaxConnsPerIP:                 cfg.Server.MaxConnsPerIP,
+		MaxConnsPerIP:                 0, // enforced by connLimitListener (Serve), which answers with the contract's JSON 429
 		MaxRequestBodySize:            cfg.Server.MaxBodyBytes,
 		ReadBufferSize:                cfg.Server.MaxHeaderBytes,
 		DisablePreParseMultipartForm:  true,
@@ -216,7 +216,9 @@ type MerchantInfo struct {
 }
 
 // Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	return s.http.Serve(newConnLimitListener(ln, s.cfg.MaxConnsPerIP, s.requestID))
+}
 
 // Shutdown stops accepting, waits for in-flight requests (bounded by ctx).
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
