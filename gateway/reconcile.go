@@ -44,7 +44,10 @@ func NewReconciler(s *Server, st SweepStore, interval, lease time.Duration) *Rec
 	if lease <= 0 {
 		lease = 30 * time.Second
 	}
-	return &Reconciler{s: s, st: st, interval: interval, lease: lease, batch: 50}
+	// Items are claimed only as many as are handled at once: each one may
+	// cost a query and a close (one channel timeout each) and must finish
+	// within its lease, or another instance would claim it again.
+	return &Reconciler{s: s, st: st, interval: interval, lease: lease, batch: 4}
 }
 
 // Start runs the sweep loop until Stop.
@@ -90,9 +93,20 @@ func (r *Reconciler) SweepOnce(ctx context.Context) {
 				}
 				break
 			}
+			var wg sync.WaitGroup
 			for _, it := range items {
-				r.handle(ctx, it)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() {
+						if p := recover(); p != nil {
+							r.s.logger.Error("panic in reconciler", zap.Any("panic", p), zap.Stack("stack"))
+						}
+					}()
+					r.handle(ctx, it)
+				}()
 			}
+			wg.Wait()
 			if len(items) < r.batch {
 				break
 			}
