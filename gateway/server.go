@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,8 +88,7 @@ type Server struct {
 	reqPrefix string
 	reqSeq    atomic.Uint64
 
-	inflight sync.WaitGroup
-	onEvent  func() // called after an event was enqueued (wakes the notifier)
+	onEvent func() // called after an event was enqueued (wakes the notifier)
 }
 
 // Option configures a Server.
@@ -264,8 +262,6 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	start := s.now()
 	reqID := s.requestID()
 	ctx.Response.Header.Set("X-Request-Id", reqID)
-	s.inflight.Add(1)
-	defer s.inflight.Done()
 	rctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
 	rl := reqLog{ctx: rctx}
