@@ -146,11 +146,32 @@ func TestCreatePaymentValidation(t *testing.T) {
 		{"expire_in high", `{` + valid + `,"expire_in":86401}`, 400, "invalid_request", "expire_in"},
 		{"jsapi without openid", strings.Replace(`{`+valid+`}`, `"qr"`, `"wechat_jsapi"`, 1), 400, "invalid_request", "payer.openid"},
 		{"client_ip", `{` + valid + `,"payer":{"client_ip":"not-an-ip"}}`, 400, "invalid_request", "payer.client_ip"},
-		{"metadata value type", `{` + valid + `,"metadata":{"a":1}}`, 400, "invalid_request", "metadata"},
+		{"metadata value type", `{` + valid + `,"metadata":{"a":1}}`, 400, "invalid_request", "metadata.a: must be a string"},
 		{"metadata too long", `{` + valid + `,"metadata":{"a":"` + strings.Repeat("x", 257) + `"}}`, 400, "invalid_request", "metadata.a"},
 		{"trailing data", `{` + valid + `} {}`, 400, "invalid_request", "body"},
 		{"method not enabled", strings.Replace(`{`+valid+`}`, `"qr"`, `"bank_redirect"`, 1), 403, "payment_method_not_allowed", ""},
 		{"over limit", strings.Replace(`{`+valid+`}`, `100`, `5000001`, 1), 403, "amount_over_limit", ""},
+		// A body our parser could read differently from the merchant's JSON
+		// library is refused, whatever the values.
+		{"duplicate amount", `{` + valid + `,"amount":200}`, 400, "invalid_request", "amount: duplicate field"},
+		{"duplicate amount, same value", `{` + valid + `,"amount":100}`, 400, "invalid_request", "amount: duplicate field"},
+		{"duplicate amount, escaped key", `{` + valid + `,"\u0061mount":200}`, 400, "invalid_request", "amount: duplicate field"},
+		{"duplicate amount, null", `{` + valid + `,"amount":null}`, 400, "invalid_request", "amount: duplicate field"},
+		{"key differing in case", `{` + valid + `,"Amount":200}`, 400, "invalid_request", "Amount: unknown field"},
+		{"duplicate payer", `{` + valid + `,"payer":{},"payer":{}}`, 400, "invalid_request", "payer: duplicate field"},
+		{"duplicate payer.openid", `{` + valid + `,"payer":{"openid":"o-1","openid":"o-2"}}`, 400, "invalid_request", "payer.openid: duplicate field"},
+		{"duplicate metadata key", `{` + valid + `,"metadata":{"a":"1","b":"2","a":"3"}}`, 400, "invalid_request", "metadata.a: duplicate field"},
+		{"duplicate then truncated", `{` + valid + `,"amount":200`, 400, "invalid_request", "body: malformed JSON"},
+		{"unknown payer field", `{` + valid + `,"payer":{"colour":"red"}}`, 400, "invalid_request", "payer.colour: unknown field"},
+		{"payer.openid type", `{` + valid + `,"payer":{"openid":1}}`, 400, "invalid_request", "payer.openid: must be a string"},
+		{"payer type", `{` + valid + `,"payer":"o-1"}`, 400, "invalid_request", "payer: must be an object"},
+		{"metadata type", `{` + valid + `,"metadata":["a"]}`, 400, "invalid_request", "metadata: must be an object"},
+		{"metadata null value", `{` + valid + `,"metadata":{"a":null}}`, 400, "invalid_request", "metadata.a: must be a string"},
+		{"subject invalid UTF-8", strings.Replace(`{`+valid+`}`, `"S"`, "\"S\xff\"", 1), 400, "invalid_request", "subject: must be valid UTF-8"},
+		{"metadata unpaired surrogate", `{` + valid + `,"metadata":{"a":"\ud800"}}`, 400, "invalid_request", "metadata.a: must be valid UTF-8"},
+		{"notify_url decimal host", strings.Replace(`{`+valid+`}`, `https://m.example/n`, `http://2130706433/n`, 1), 400, "invalid_request", "notify_url"},
+		{"notify_url hex host", strings.Replace(`{`+valid+`}`, `https://m.example/n`, `http://0x7f000001/n`, 1), 400, "invalid_request", "notify_url"},
+		{"notify_url missing", strings.Replace(`{`+valid+`}`, `https://m.example/n`, ``, 1), 400, "invalid_request", "notify_url: is required"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,9 +180,33 @@ func TestCreatePaymentValidation(t *testing.T) {
 			if r.status != tc.status || r.errCode(t) != tc.code {
 				t.Fatalf("got %d %s", r.status, r.body)
 			}
+			// field is the field the message names, or the whole start
+			// of the message ("amount: duplicate field").
 			msg := r.json(t)["error"].(map[string]any)["message"].(string)
-			if tc.field != "" && !strings.HasPrefix(msg, tc.field+":") {
-				t.Fatalf("message %q does not name %s", msg, tc.field)
+			want := tc.field
+			if !strings.Contains(want, ":") {
+				want += ":"
+			}
+			if tc.field != "" && !strings.HasPrefix(msg, want) {
+				t.Fatalf("message %q does not start with %q", msg, want)
+			}
+		})
+	}
+	// The refund body gets the same treatment; it is checked before the
+	// payment is looked up.
+	for _, tc := range []struct{ name, body, want string }{
+		{"refund duplicate amount", `{"out_refund_no":"r-1","amount":1,"amount":100}`, "amount: duplicate field"},
+		{"refund key differing in case", `{"out_refund_no":"r-1","amount":1,"AMOUNT":100}`, "AMOUNT: unknown field"},
+		{"refund reason type", `{"out_refund_no":"r-1","amount":1,"reason":{}}`, "reason: must be a string"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments/pay_0123456789abcdefghijklmn/refunds", []byte(tc.body), reqOpts{})
+			if r.status != 400 || r.errCode(t) != "invalid_request" {
+				t.Fatalf("got %d %s", r.status, r.body)
+			}
+			if msg := r.json(t)["error"].(map[string]any)["message"].(string); !strings.HasPrefix(msg, tc.want) {
+				t.Fatalf("message %q does not start with %q", msg, tc.want)
 			}
 		})
 	}
