@@ -137,7 +137,7 @@ func (s *Server) applyOrderState(ctx context.Context, rec *payment.Record, st *a
 		}
 		s.logger.Info("payment state changed", zap.String("payment_id", r.PaymentID), zap.String("channel", r.Channel),
 			zap.String("status", string(r.Status)), zap.String("source", source))
-		return store.Change{Event: ev}, true, nil
+		return store.Change{Event: ev, SweepAt: s.checksAt(r)}, true, nil
 	})
 }
 
@@ -248,5 +248,80 @@ func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord,
 		s.logger.Info("refund state changed", zap.String("refund_id", r.RefundID), zap.String("channel", r.Channel),
 			zap.String("status", string(r.Status)), zap.String("source", source))
 		return store.Change{Event: ev}, true, nil
+	})
+}
+
+// checksAt is when the reconciler must look at a final payment again: soon,
+// if an attempt paygate moved away from still has to be confirmed absent at
+// its channel; never (zero) otherwise.
+func (s *Server) checksAt(r *payment.Record) time.Time {
+	for i := range r.Attempts {
+		if r.Attempts[i].NeedsCheck() {
+			return s.now().Add(s.sweepDelay(s.snap.Load(), 0))
+		}
+	}
+	return time.Time{}
+}
+
+// checkAttempts confirms, at their channels, the attempts paygate moved away
+// from after a "retry, nothing done" answer (issue: an abandoned attempt that
+// was created after all is closed at its channel). Absent → checked; created
+// and unpaid → closed there and recorded as abandoned; paid → an ALERT for a
+// person (money taken on an order nobody was shown). Attempts it could not
+// confirm now stay for the next look.
+func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record) (*payment.Record, error) {
+	table := s.router.Table()
+	type finding struct {
+		idx     int
+		outcome string
+	}
+	var found []finding
+	for i := range rec.Attempts {
+		a := rec.Attempts[i]
+		if !a.NeedsCheck() {
+			continue
+		}
+		ch, ok := table.Channel(a.Channel)
+		if !ok {
+			continue
+		}
+		q := queryOf(rec)
+		var st *adapters.OrderState
+		if err := s.callChannel(table, a.Channel, "query", func(ctx context.Context) error {
+			var err error
+			st, err = ch.Query(ctx, q)
+			return err
+		}); err != nil {
+			continue
+		}
+		switch st.Status {
+		case adapters.OrderNotFound, adapters.OrderClosed, adapters.OrderFailed:
+			found = append(found, finding{i, payment.OutcomeNotCreated})
+		case adapters.OrderPending:
+			if err := s.callChannel(table, a.Channel, "close", func(ctx context.Context) error { return ch.Close(ctx, q) }); err != nil {
+				continue
+			}
+			s.logger.Warn("closed an abandoned attempt that the channel had created", zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel))
+			found = append(found, finding{i, payment.OutcomeAbandoned})
+		case adapters.OrderPaid:
+			s.logger.Error("ALERT money taken on an abandoned attempt; refund it at that channel",
+				zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel), zap.String("payment_channel", rec.Channel))
+			found = append(found, finding{i, payment.OutcomeAbandoned})
+		}
+	}
+	if len(found) == 0 {
+		return rec, nil
+	}
+	return s.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
+		for _, f := range found {
+			if f.idx < len(r.Attempts) {
+				r.Attempts[f.idx].Outcome, r.Attempts[f.idx].Checked = f.outcome, true
+			}
+		}
+		sweep := s.checksAt(r)
+		if !r.Status.Final() && sweep.IsZero() {
+			sweep = s.now().Add(s.sweepDelay(s.snap.Load(), 0))
+		}
+		return store.Change{SweepAt: sweep}, true, nil
 	})
 }

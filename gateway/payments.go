@@ -228,6 +228,9 @@ func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, 
 				a.Outcome, a.LatencyMS = outcome, latency
 				if err != nil {
 					a.Error = err.Error()
+					if ce, ok := adapters.AsError(err); ok {
+						a.Code = ce.Code
+					}
 				}
 				r.UpdatedAt = s.stamp()
 			}
@@ -281,7 +284,7 @@ func (s *Server) failCreate(rec *payment.Record, code, msg string, apiError erro
 		if err != nil {
 			return store.Change{}, false, err
 		}
-		return store.Change{Event: ev}, true, nil
+		return store.Change{Event: ev, SweepAt: s.checksAt(r)}, true, nil
 	})
 	if err != nil {
 		return err

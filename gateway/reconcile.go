@@ -145,8 +145,11 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 	if err != nil {
 		return time.Time{}, err
 	}
+	if rec, err = r.s.checkAttempts(ctx, rec); err != nil {
+		return time.Time{}, err
+	}
 	if rec.Status.Final() {
-		return time.Time{}, nil
+		return r.s.checksAt(rec), nil
 	}
 	now := r.s.now()
 	if inProgress(rec) {

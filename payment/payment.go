@@ -109,7 +109,27 @@ type Attempt struct {
 	Outcome   string    `json:"outcome"` // created | not_created | ambiguous | declined | abandoned
 	LatencyMS int64     `json:"latency_ms"`
 	Error     string    `json:"error,omitempty"`
+	Code      string    `json:"code,omitempty"` // the channel's or the transport's error code
 	At        time.Time `json:"at"`
+	// Checked: a not_created attempt that the channel answered (rather
+	// than a refused connection) has been confirmed absent, or closed, at
+	// its channel by a later query.
+	Checked bool `json:"checked,omitempty"`
+}
+
+// NeedsCheck reports whether an attempt paygate moved away from must still
+// be confirmed absent at its channel: the channel answered with a "retry,
+// nothing done" error, which is documented but not proof. A refused
+// connection or an open breaker never reached the channel and is proof.
+func (a *Attempt) NeedsCheck() bool {
+	if a.Outcome != OutcomeNotCreated || a.Checked {
+		return false
+	}
+	switch a.Code {
+	case "connect_failed", "breaker_open", "not_configured":
+		return false
+	}
+	return true
 }
 
 // Attempt outcomes.

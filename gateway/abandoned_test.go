@@ -1,0 +1,104 @@
+package gateway_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/gateway"
+	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/sandbox"
+	"github.com/paygate/paygate/sandbox/wechatsim"
+	"github.com/paygate/paygate/store/storetest"
+)
+
+// A channel answers a create with WeChat's "SYSTEM_ERROR, retry with the
+// same parameters" although it did create the order. paygate fails over
+// (nobody was shown that order, so nobody can pay it), and the reconciler
+// later confirms the attempt at its channel: it finds the order and closes
+// it there, recording the attempt as abandoned.
+func TestAbandonedAttemptIsClosedAtItsChannel(t *testing.T) {
+	rs := storetest.Redis(t)
+
+	// Channel A: a real simulator behind a proxy that lets creates through
+	// but answers them 500 SYSTEM_ERROR.
+	var simA atomic.Pointer[http.Handler]
+	simASrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*simA.Load()).ServeHTTP(w, r) }))
+	t.Cleanup(simASrv.Close)
+	target, _ := url.Parse(simASrv.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v3/pay/transactions/") && !strings.HasSuffix(r.URL.Path, "/close") {
+			rec := httptest.NewRecorder()
+			rp.ServeHTTP(rec, r) // the order is created at A...
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError) // ...and the answer says it was not
+			io.WriteString(w, `{"code":"SYSTEM_ERROR","message":"系统错误"}`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	simB := newSim(t)
+
+	cfg := testConfig(t, proxy.URL)
+	b := cfg.Channels[0]
+	b.ID, b.BaseURL = "wechat-b", simB.srv.URL
+	cfg.Channels = append(cfg.Channels, b)
+	cfg.Routing.Exploration = 0
+	cfg.Routing.Rules = []config.Rule{{Name: "a-then-b", When: config.Match{Methods: []string{"qr"}},
+		Channels: []config.ChannelRef{{ID: "wechat-main", Weight: 1}, {ID: "wechat-b", Weight: 1, Priority: 1}}}}
+	startSim := func(ch config.Channel) sandbox.Sim {
+		n := sandbox.NewNotifier(ch.ID, nil, 1, func() bool { return true }, zap.NewNop())
+		t.Cleanup(n.Stop)
+		sm, err := wechatsim.New(ch, sandbox.Env{ChannelID: ch.ID, Notifier: n, Now: time.Now, OrderCreated: func(string) {}, Logger: zap.NewNop()}, cfg.Sandbox.KeysDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sm
+	}
+	a := startSim(cfg.Channels[0])
+	var ah http.Handler = a
+	simA.Store(&ah)
+	simB.start(t, cfg) // (channel config of A; B's simulator only needs the same credentials)
+
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
+	sg := hmacSigner("m-hmac", hmacSecret)
+
+	r := sg.do(t, in.url, http.MethodPost, "/v1/payments", paymentBody("abandon-1", 400, "qr"), reqOpts{})
+	if r.status != 201 || r.json(t)["channel"] != "wechat-b" {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["payment_id"].(string)
+	orderNo := payment.OrderNo(id)
+	ctx := context.Background()
+	rec, _ := in.st.GetPayment(ctx, nil, "m-hmac", id)
+	if len(rec.Attempts) != 2 || rec.Attempts[0].Outcome != payment.OutcomeNotCreated || rec.Attempts[0].Code != "SYSTEM_ERROR" || !rec.Attempts[0].NeedsCheck() {
+		t.Fatalf("attempts: %+v", rec.Attempts)
+	}
+
+	offset.Store(int64(time.Minute))
+	gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second).SweepOnce(ctx)
+	rec, _ = in.st.GetPayment(ctx, nil, "m-hmac", id)
+	if at := rec.Attempts[0]; at.Outcome != payment.OutcomeAbandoned || !at.Checked {
+		t.Fatalf("attempt at A after the sweep: %+v", at)
+	}
+	if err := a.Pay(orderNo); err == nil {
+		t.Fatal("the abandoned order at A could still be paid")
+	}
+	if rec.Status != payment.StatusPending || rec.Channel != "wechat-b" {
+		t.Fatalf("the payment itself changed: %+v", rec.Payment)
+	}
+}
