@@ -325,3 +325,48 @@ func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record) (*payme
 		return store.Change{SweepAt: sweep}, true, nil
 	})
 }
+
+// lostAnswer reports whether the payment's create was ambiguous and its
+// action (the code the payer needs) is missing.
+func lostAnswer(rec *payment.Record) bool {
+	n := len(rec.Attempts)
+	return rec.Status == payment.StatusPending && rec.Action == nil && n > 0 && rec.Attempts[n-1].Outcome == payment.OutcomeAmbiguous
+}
+
+// recoverAction sends the create of a payment whose answer was lost once
+// more, identically, to the same channel. A channel that got the first one
+// answers with that order's code (WeChat Pay and Alipay answer a repeated
+// order number with identical content so; ACP refuses it as a duplicate,
+// which changes nothing here), and one that never got it makes the order
+// now: either way the payment has one order, at the one channel it was sent
+// to, and a replay of the merchant's create then shows the action.
+func (s *Server) recoverAction(ctx context.Context, rec *payment.Record) (*payment.Record, error) {
+	table := s.router.Table()
+	ch, ok := table.Channel(rec.Channel)
+	if !ok {
+		return rec, fmt.Errorf("channel %s is no longer configured", rec.Channel)
+	}
+	var res *adapters.CreateResult
+	if err := s.callChannel(table, rec.Channel, "create", func(ctx context.Context) error {
+		var err error
+		res, err = ch.Create(ctx, createRequestOf(rec))
+		return err
+	}); err != nil {
+		return rec, err
+	}
+	return s.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
+		if !lostAnswer(r) {
+			return store.Change{}, false, nil
+		}
+		action := res.Action
+		r.Action = &action
+		if res.ChannelTradeNo != "" {
+			r.ChannelTradeNo = res.ChannelTradeNo
+		}
+		a := &r.Attempts[len(r.Attempts)-1]
+		a.Outcome, a.Error, a.Code = payment.OutcomeCreated, "", ""
+		r.UpdatedAt = s.stamp()
+		s.logger.Info("recovered the lost answer of an ambiguous create", zap.String("payment_id", r.PaymentID), zap.String("channel", r.Channel))
+		return store.Change{SweepAt: s.now().Add(s.sweepDelay(s.snap.Load(), 0))}, true, nil
+	})
+}

@@ -117,6 +117,7 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 		},
 		NotifyURL:      req.NotifyURL,
 		ChannelOrderNo: payment.OrderNo(pid),
+		Payer:          payerOf(&req),
 		Attempts:       []payment.Attempt{{Channel: eligible[0], At: now}},
 	}
 	stored, created, err := s.store.CreatePayment(rl.ctx, nonce, rec, now.Add(s.sweepDelay(snap, 0)))
@@ -127,7 +128,7 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 		return s.replay(ctx, &req, stored, rl)
 	}
 	rl.paymentID = pid
-	cerr := s.createAtChannels(rl.ctx, table, rec, &req, eligible)
+	cerr := s.createAtChannels(rl.ctx, table, rec, eligible)
 	rl.channel = rec.Channel
 	if cerr != nil {
 		return cerr
@@ -168,14 +169,8 @@ func (s *Server) replay(ctx *fasthttp.RequestCtx, req *createPaymentRequest, rec
 // Failover also stops when the request's own deadline (reqCtx) leaves less
 // than the next channel's timeout: each attempt runs on its own context, so
 // that a merchant hanging up never turns a channel call into an ambiguous one.
-func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, rec *payment.Record, req *createPaymentRequest, eligible []string) error {
-	creq := &adapters.CreateRequest{
-		OrderNo: rec.ChannelOrderNo, Method: rec.Method, Amount: rec.Amount, Currency: rec.Currency,
-		Subject: rec.Subject, CreatedAt: rec.CreatedAt, ExpiresAt: rec.ExpiresAt,
-	}
-	if req.Payer != nil {
-		creq.PayerOpenID, creq.ClientIP = req.Payer.OpenID, req.Payer.ClientIP
-	}
+func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, rec *payment.Record, eligible []string) error {
+	creq := createRequestOf(rec)
 	// save stores a change through compare-and-set: should a callback or
 	// the reconciler have changed the payment meanwhile, the change is made
 	// again on the fresh copy instead of failing the request.
@@ -266,6 +261,26 @@ func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, 
 		code = ce.Code
 	}
 	return s.failCreate(rec, code, "no channel could take the payment", apiErr(http.StatusServiceUnavailable, codeNoChannel, "no channel could take payment %s", rec.PaymentID))
+}
+
+// createRequestOf is the channel create request of a payment; it is the
+// same every time, so that a create sent again is identical.
+func createRequestOf(rec *payment.Record) *adapters.CreateRequest {
+	creq := &adapters.CreateRequest{
+		OrderNo: rec.ChannelOrderNo, Method: rec.Method, Amount: rec.Amount, Currency: rec.Currency,
+		Subject: rec.Subject, CreatedAt: rec.CreatedAt, ExpiresAt: rec.ExpiresAt,
+	}
+	if rec.Payer != nil {
+		creq.PayerOpenID, creq.ClientIP = rec.Payer.OpenID, rec.Payer.ClientIP
+	}
+	return creq
+}
+
+func payerOf(req *createPaymentRequest) *payment.Payer {
+	if req.Payer == nil || (req.Payer.OpenID == "" && req.Payer.ClientIP == "") {
+		return nil
+	}
+	return &payment.Payer{OpenID: req.Payer.OpenID, ClientIP: req.Payer.ClientIP}
 }
 
 // failCreate marks a payment that no channel created as failed (notifying

@@ -178,7 +178,14 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 	}
 	if fresh.Status.Final() {
 		r.s.logger.Info("reconciler resolved payment", zap.String("payment_id", rec.PaymentID), zap.String("status", string(fresh.Status)))
-		return time.Time{}, nil
+		return r.s.checksAt(fresh), nil
+	}
+	if lostAnswer(fresh) && now.Before(fresh.ExpiresAt) {
+		if recovered, err := r.s.recoverAction(ctx, fresh); err == nil {
+			fresh = recovered
+		} else {
+			r.s.logger.Info("could not recover a lost create answer yet", zap.String("payment_id", fresh.PaymentID), zap.Error(err))
+		}
 	}
 	if !now.Before(fresh.ExpiresAt) {
 		closed, err := r.s.closeAtChannel(fresh, "expiry")

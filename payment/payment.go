@@ -147,10 +147,19 @@ type Record struct {
 	Payment
 	NotifyURL string    `json:"notify_url"`
 	Attempts  []Attempt `json:"attempts,omitempty"`
+	// Payer is what the merchant sent of the payer, kept so that a create
+	// can be sent again identically. It identifies a person: never log it.
+	Payer *Payer `json:"payer,omitempty"`
 	// ChannelOrderNo is the order number paygate sent the channel (see OrderNo).
 	ChannelOrderNo string `json:"channel_order_no"`
 	// Version increases by one on every stored change (compare-and-set guard).
 	Version int64 `json:"version"`
+}
+
+// Payer identifies the payer to the channel (WeChat JSAPI needs the openid).
+type Payer struct {
+	OpenID   string `json:"openid,omitempty"`
+	ClientIP string `json:"client_ip,omitempty"`
 }
 
 // Refund is the public refund object of CONTRACT §4.
