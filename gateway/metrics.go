@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/routing"
 )
 
 // Metrics are paygate's Prometheus collectors. It is the adapters.Observer
@@ -23,6 +25,7 @@ type Metrics struct {
 	notifyDead    *prometheus.CounterVec
 	notifyLatency prometheus.Histogram
 	reloads       *prometheus.CounterVec
+	reconciled    *prometheus.CounterVec
 }
 
 // NewMetrics registers paygate's collectors (and the Go/process ones) on a
@@ -53,8 +56,11 @@ func NewMetrics() *Metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paygate_config_reloads_total", Help: "Configuration reloads by result.",
 		}, []string{"result"}),
+		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_reconciler_resolved_total", Help: "Pending payments and refunds the reconciler brought to a final status, by kind and status.",
+		}, []string{"kind", "status"}),
 	}
-	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads,
+	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -98,6 +104,65 @@ func (m *Metrics) Reloaded(ok bool) {
 		m.reloads.WithLabelValues("ok").Inc()
 	} else {
 		m.reloads.WithLabelValues("refused").Inc()
+	}
+}
+
+// Reconciled counts an object the reconciler brought to a final status.
+func (m *Metrics) Reconciled(kind, status string) { m.reconciled.WithLabelValues(kind, status).Inc() }
+
+// OutboxStatter reads the notification backlog (implemented by *store.Store).
+type OutboxStatter interface {
+	OutboxStats(ctx context.Context, merchant string) (pending, dead int64, err error)
+}
+
+// RegisterState adds the gauges read at scrape time: each channel's health
+// score and breaker state, and each merchant's notification backlog and
+// dead letters.
+func (m *Metrics) RegisterState(router *routing.Router, st OutboxStatter, merchants func() []string) {
+	m.reg.MustRegister(&stateCollector{router: router, st: st, merchants: merchants})
+}
+
+var (
+	descScore   = prometheus.NewDesc("paygate_channel_score", "Channel health score in (0, 1], as routing uses it.", []string{"channel"}, nil)
+	descBreaker = prometheus.NewDesc("paygate_channel_breaker_open", "1 while the channel's circuit breaker is open, 0.5 half-open, 0 closed.", []string{"channel"}, nil)
+	descBacklog = prometheus.NewDesc("paygate_notifications_backlog", "Merchant notifications waiting for delivery.", []string{"merchant"}, nil)
+	descDead    = prometheus.NewDesc("paygate_notifications_dead", "Dead-lettered merchant notifications.", []string{"merchant"}, nil)
+)
+
+type stateCollector struct {
+	router    *routing.Router
+	st        OutboxStatter
+	merchants func() []string
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descScore
+	ch <- descBreaker
+	ch <- descBacklog
+	ch <- descDead
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.router.Channels() {
+		ch <- prometheus.MustNewConstMetric(descScore, prometheus.GaugeValue, s.Score, s.Channel)
+		open := 0.0
+		switch s.Breaker {
+		case routing.BreakerOpen:
+			open = 1
+		case routing.BreakerHalfOpen:
+			open = 0.5
+		}
+		ch <- prometheus.MustNewConstMetric(descBreaker, prometheus.GaugeValue, open, s.Channel)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, id := range c.merchants() {
+		pending, dead, err := c.st.OutboxStats(ctx, id)
+		if err != nil {
+			continue // the store is down: /readyz says so; leave the gauges out
+		}
+		ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(pending), id)
+		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(dead), id)
 	}
 }
 

@@ -178,6 +178,7 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 	}
 	if fresh.Status.Final() {
 		r.s.logger.Info("reconciler resolved payment", zap.String("payment_id", rec.PaymentID), zap.String("status", string(fresh.Status)))
+		r.found(store.SweepPayment, string(fresh.Status))
 		return r.s.checksAt(fresh), nil
 	}
 	if lostAnswer(fresh) && now.Before(fresh.ExpiresAt) {
@@ -193,7 +194,8 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 			return time.Time{}, err
 		}
 		if closed.Status.Final() {
-			return time.Time{}, nil
+			r.found(store.SweepPayment, string(closed.Status))
+			return r.s.checksAt(closed), nil
 		}
 		// The channel could not close it yet: look again once it is past
 		// its expiry and the grace.
@@ -251,7 +253,15 @@ func (r *Reconciler) refund(ctx context.Context, it store.SweepItem) (time.Time,
 		return time.Time{}, err
 	}
 	if rf.Status.Final() {
+		r.found(store.SweepRefund, string(rf.Status))
 		return time.Time{}, nil
 	}
 	return r.s.now().Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt)), nil
+}
+
+// found counts what the reconciler resolved.
+func (r *Reconciler) found(kind, status string) {
+	if r.s.metrics != nil {
+		r.s.metrics.Reconciled(kind, status)
+	}
 }

@@ -88,7 +88,8 @@ type Server struct {
 	reqPrefix string
 	reqSeq    atomic.Uint64
 
-	onEvent func() // called after an event was enqueued (wakes the notifier)
+	onEvent func()   // called after an event was enqueued (wakes the notifier)
+	metrics *Metrics // nil: none
 }
 
 // Option configures a Server.
@@ -97,6 +98,9 @@ type Option func(*Server)
 // WithEventHook sets a function called after a state change enqueued a
 // merchant event, so that delivery starts without waiting for a poll.
 func WithEventHook(f func()) Option { return func(s *Server) { s.onEvent = f } }
+
+// WithMetrics makes the edge and its reconciler report to m.
+func WithMetrics(m *Metrics) Option { return func(s *Server) { s.metrics = m } }
 
 // WithClock injects the clock (tests).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }

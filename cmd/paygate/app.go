@@ -133,7 +133,7 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	if a.router, err = routing.New(cfg, build, a.store, logger, ropts...); err != nil {
 		return nil, fmt.Errorf("routing: %w", err)
 	}
-	gopts := []gateway.Option{gateway.WithEventHook(func() {
+	gopts := []gateway.Option{gateway.WithMetrics(a.metrics), gateway.WithEventHook(func() {
 		if a.notify != nil {
 			a.notify.Wake()
 		}
@@ -172,6 +172,14 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 		aopts.Sandbox = sandbox.NewClient(cfg.Sandbox.ControlListen)
 	}
 	adminHandler := gateway.NewAdmin(a.gw, a.store, aopts)
+	a.metrics.RegisterState(a.router, a.store, func() []string {
+		ms := a.gw.Merchants()
+		ids := make([]string, len(ms))
+		for i, m := range ms {
+			ids[i] = m.ID
+		}
+		return ids
+	})
 
 	if a.ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
 		return nil, fmt.Errorf("server.listen: %w", err)

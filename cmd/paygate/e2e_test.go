@@ -82,6 +82,10 @@ func TestEndToEndEachChannel(t *testing.T) {
 		`paygate_channel_calls_total{channel="wechat-main",op="create",outcome="http_200"}`,
 		`paygate_channel_calls_total{channel="alipay-main",op="refund",outcome="http_200"}`,
 		`paygate_notifications_delivered_total{merchant="demo"}`,
+		`paygate_channel_score{channel="wechat-main"}`,
+		`paygate_channel_breaker_open{channel="bank-a"} 0`,
+		`paygate_notifications_backlog{merchant="demo"}`,
+		`paygate_notifications_dead{merchant="demo"} 0`,
 	} {
 		if m.Status != 200 || !strings.Contains(string(m.Body), want) {
 			t.Errorf("/metrics lacks %s", want)

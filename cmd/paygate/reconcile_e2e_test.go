@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +79,10 @@ func TestReconcileDroppedCallbacks(t *testing.T) {
 			g.drainOutbox()
 			if a, b := site.count(eventID(id, "payment.succeeded")), site.count(eventID(rid, "refund.succeeded")); a != 1 || b != 1 {
 				t.Fatalf("delivered payment.succeeded %d times, refund.succeeded %d times; want once each", a, b)
+			}
+			m := do(t, mustReq(t, http.MethodGet, g.admin+"/metrics", ""))
+			if !strings.Contains(string(m.Body), `paygate_reconciler_resolved_total{kind="payment",status="succeeded"}`) {
+				t.Fatal("/metrics does not count what the reconciler resolved")
 			}
 		})
 	}
