@@ -74,3 +74,29 @@ func TestReconcilerResolvesAbandonedCreate(t *testing.T) {
 		t.Fatalf("orders created at the channel after another sweep: %d, want 1", n)
 	}
 }
+
+// A merchant removed by a reload can no longer call the API, but its queued
+// notifications and pending payments are still served (Merchants lists it).
+func TestRemovedMerchantKeepsItsWork(t *testing.T) {
+	rs := storetest.Redis(t)
+	s := newSim(t)
+	cfg := testConfig(t, s.srv.URL)
+	s.start(t, cfg)
+	in := startInstance(t, cfg, rs.Addr())
+	next := *cfg
+	next.Merchants = cfg.Merchants[1:] // m-hmac removed
+	if err := in.srv.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range in.srv.Merchants() {
+		found = found || m.ID == "m-hmac"
+	}
+	if !found {
+		t.Fatal("the removed merchant's work is no longer served")
+	}
+	r := hmacSigner("m-hmac", hmacSecret).do(t, in.url, http.MethodGet, "/v1/payments/pay_AAAAAAAAAAAAAAAAAAAAAAAA", nil, reqOpts{})
+	if r.status != 401 || r.errCode(t) != "unknown_merchant" {
+		t.Fatalf("removed merchant still authenticates: %d %s", r.status, r.body)
+	}
+}

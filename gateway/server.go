@@ -67,7 +67,11 @@ type merchant struct {
 // snapshot is the immutable per-config state of the edge, swapped atomically
 // on reload; a request uses the snapshot it started with.
 type snapshot struct {
-	merchants  map[string]*merchant
+	merchants map[string]*merchant
+	// retired are merchants a reload removed: they can no longer call the
+	// API, but their queued notifications are still delivered and their
+	// pending payments still reconciled.
+	retired    map[string]*merchant
 	window     time.Duration
 	currencies map[string]bool // every currency some channel lists
 	delays     []time.Duration // reconcile delays
@@ -196,16 +200,30 @@ func (s *Server) Reload(cfg *config.Config) error {
 		}
 		snap.merchants[mc.ID] = m
 	}
+	if old != nil {
+		snap.retired = map[string]*merchant{}
+		for _, ms := range []map[string]*merchant{old.retired, old.merchants} {
+			for id, m := range ms {
+				if _, still := snap.merchants[id]; !still {
+					snap.retired[id] = m
+				}
+			}
+		}
+	}
 	s.snap.Store(snap)
 	return nil
 }
 
-// Merchants lists the current merchants' delivery settings (for notify).
+// Merchants lists the delivery settings of every merchant with work that
+// may still be due: the configured ones and those a reload removed (for
+// notification delivery and reconciliation; never for authentication).
 func (s *Server) Merchants() []MerchantInfo {
 	snap := s.snap.Load()
-	out := make([]MerchantInfo, 0, len(snap.merchants))
-	for _, m := range snap.merchants {
-		out = append(out, MerchantInfo{ID: m.id, WebhookSecret: m.webhook, AllowNetworks: m.allow})
+	out := make([]MerchantInfo, 0, len(snap.merchants)+len(snap.retired))
+	for _, ms := range []map[string]*merchant{snap.merchants, snap.retired} {
+		for _, m := range ms {
+			out = append(out, MerchantInfo{ID: m.id, WebhookSecret: m.webhook, AllowNetworks: m.allow})
+		}
 	}
 	return out
 }

@@ -122,6 +122,7 @@ func (r *Router) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	t.retire(r.table.Load())
 	r.table.Store(t)
 	r.logger.Info("routing table reloaded", zap.Int("rules", len(t.rules)), zap.Int("channels", len(t.channels)))
 	return nil

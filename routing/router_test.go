@@ -187,8 +187,27 @@ func TestReloadOldTableStaysUsable(t *testing.T) {
 	if _, ok := old.Channel("wx"); !ok {
 		t.Fatal("old table lost wx")
 	}
-	if _, ok := r.Table().Channel("wx"); ok {
-		t.Fatal("new table still has wx")
+	// The new table never routes to wx, but still finds its adapter for the
+	// payments already made on it (callbacks, queries, closes, refunds).
+	for _, c := range r.Table().Decide(qr100).Candidates {
+		if c.Channel == "wx" {
+			t.Fatalf("new table routes to the removed channel: %+v", c)
+		}
+	}
+	if _, ok := r.Table().Channel("wx"); !ok {
+		t.Fatal("new table lost the removed channel's adapter")
+	}
+	for _, st := range r.Channels() {
+		if st.Channel == "wx" {
+			t.Fatal("a removed channel is still listed for ops")
+		}
+	}
+	// A later reload that brings wx back routes to it again.
+	if err := r.Reload(baseConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Table().retired["wx"]; ok {
+		t.Fatal("a channel configured again is still retired")
 	}
 }
 

@@ -80,11 +80,15 @@ type Candidate struct {
 // Table and never changes this one. The health and breaker state it reads
 // is live and shared with the tables before and after it.
 type Table struct {
-	rt          *routerState
-	rules       []rule
-	fallback    [][]ref // by method index (payment.Methods order)
-	channels    []*channel
-	byID        map[string]*channel
+	rt       *routerState
+	rules    []rule
+	fallback [][]ref // by method index (payment.Methods order)
+	channels []*channel
+	byID     map[string]*channel
+	// retired are channels a reload removed: never routed to again, but
+	// their adapters still serve callbacks, queries, closes and refunds of
+	// the payments already made on them.
+	retired     map[string]*channel
 	maxAttempts int
 	exploration float64
 	minSamples  int
@@ -157,22 +161,48 @@ type rule struct {
 	summary string
 }
 
-// Channel returns the adapter of channel id.
+// Channel returns the adapter of channel id, also of a channel a reload
+// removed (see retired).
 func (t *Table) Channel(id string) (adapters.Channel, bool) {
-	c, ok := t.byID[id]
+	c, ok := t.lookup(id)
 	if !ok {
 		return nil, false
 	}
 	return c.adapter, true
 }
 
-// ChannelConfig returns the configuration of channel id, as configured.
+// ChannelConfig returns the configuration of channel id, as configured
+// (for a removed channel: as it was last configured).
 func (t *Table) ChannelConfig(id string) (config.Channel, bool) {
-	c, ok := t.byID[id]
+	c, ok := t.lookup(id)
 	if !ok {
 		return config.Channel{}, false
 	}
 	return c.cfg, true
+}
+
+func (t *Table) lookup(id string) (*channel, bool) {
+	if c, ok := t.byID[id]; ok {
+		return c, true
+	}
+	c, ok := t.retired[id]
+	return c, ok
+}
+
+// retire carries over, from the table being replaced, every channel the new
+// table no longer has.
+func (t *Table) retire(old *Table) {
+	if old == nil {
+		return
+	}
+	t.retired = map[string]*channel{}
+	for _, m := range []map[string]*channel{old.retired, old.byID} {
+		for id, c := range m {
+			if _, still := t.byID[id]; !still {
+				t.retired[id] = c
+			}
+		}
+	}
 }
 
 // MaxAttempts is routing.failover.max_attempts: how many channels one

@@ -174,3 +174,41 @@ func TestReloadKeepsCommandLineOverrides(t *testing.T) {
 		t.Fatalf("after reload: backUrl %s, want %s...", u, want)
 	}
 }
+
+// A reload that removes a channel stops routing to it, but the payments
+// already made there still get their callbacks, queries and refunds.
+func TestReloadRemovingChannelKeepsItsPayments(t *testing.T) {
+	rs := storetest.Redis(t)
+	path := writeConfig(t, e2eOpts{redisAddr: rs.Addr()})
+	g := startFrom(t, path, options{notifyPoll: 20 * time.Millisecond, noWatch: true})
+	site := newMerchantSite(t)
+	id := g.mustCreate("removed-1", 500, "wechat_native", site.url())["payment_id"].(string)
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i, j := strings.Index(s, "  - id: wechat-main"), strings.Index(s, "  - id: alipay-main")
+	s = s[:i] + s[j:]
+	s = strings.Replace(s, "methods: [qr, wechat_native, wechat_jsapi, alipay_qr, alipay_page, bank_redirect]", "methods: [qr, alipay_qr, alipay_page, bank_redirect]", 1)
+	s = strings.Replace(s, "channels: [{id: wechat-main, weight: 60}, {id: alipay-main, weight: 40}]", "channels: [alipay-main]", 1)
+	atomicWrite(t, path, s)
+	if r := g.adminCall(http.MethodPost, "/admin/config/reload", ""); r.Status != 200 {
+		t.Fatalf("reload: %d %s", r.Status, r.Body)
+	}
+	if r := g.create("removed-2", 500, "wechat_native", site.url()); r.Status != 403 {
+		t.Fatalf("a method no channel serves any more: %d %s", r.Status, r.Body)
+	}
+	if p := g.mustCreate("removed-3", 500, "qr", site.url()); p["channel"] != "alipay-main" {
+		t.Fatalf("qr routed to %v after the reload", p["channel"])
+	}
+	g.pay(id) // the payer pays the order at the removed channel; its callback arrives
+	g.waitFor("/v1/payments/"+id, "succeeded", statusIs("succeeded"))
+	site.waitEvent("payment.succeeded", id)
+	r := g.call(http.MethodPost, "/v1/payments/"+id+"/refunds", map[string]any{"out_refund_no": "removed-rf", "amount": 200})
+	if r.Status != 201 {
+		t.Fatalf("refund on the removed channel: %d %s", r.Status, r.Body)
+	}
+	g.waitFor("/v1/refunds/"+r.obj(t)["refund_id"].(string), "succeeded", statusIs("succeeded"))
+}
