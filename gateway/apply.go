@@ -29,49 +29,43 @@ var errTooManyConflicts = errors.New("too many concurrent changes to one object"
 // compare-and-set, re-reading and re-applying on a conflict. fn reports
 // whether it changed anything.
 func (s *Server) mutatePayment(ctx context.Context, rec *payment.Record, fn func(r *payment.Record) (store.Change, bool, error)) (*payment.Record, error) {
-	for range maxCASRetries {
-		ch, changed, err := fn(rec)
-		if err != nil || !changed {
-			return rec, err
-		}
-		err = s.store.UpdatePayment(ctx, rec, ch)
-		if err == nil {
-			if ch.Event != nil {
-				s.onEvent()
-			}
-			return rec, nil
-		}
-		if !errors.Is(err, store.ErrConflict) {
-			return nil, err
-		}
-		if rec, err = s.store.GetPayment(ctx, nil, rec.MerchantID, rec.PaymentID); err != nil {
-			return nil, err
-		}
-	}
-	return nil, errTooManyConflicts
+	return mutate(s, rec, fn,
+		func(r *payment.Record, ch store.Change) error { return s.store.UpdatePayment(ctx, r, ch) },
+		func(r *payment.Record) (*payment.Record, error) { return s.store.GetPayment(ctx, nil, r.MerchantID, r.PaymentID) })
 }
 
+// mutateRefund is mutatePayment for a refund.
 func (s *Server) mutateRefund(ctx context.Context, rf *payment.RefundRecord, fn func(r *payment.RefundRecord) (store.Change, bool, error)) (*payment.RefundRecord, error) {
+	return mutate(s, rf, fn,
+		func(r *payment.RefundRecord, ch store.Change) error { return s.store.UpdateRefund(ctx, r, ch) },
+		func(r *payment.RefundRecord) (*payment.RefundRecord, error) { return s.store.GetRefund(ctx, nil, r.MerchantID, r.RefundID) })
+}
+
+// mutate is the compare-and-set loop of every state change: apply fn, store
+// with the version check (and the change's event, atomically), and on a
+// conflict read the object again and re-apply fn to the fresh copy.
+func mutate[T any](s *Server, obj T, fn func(T) (store.Change, bool, error), update func(T, store.Change) error, reload func(T) (T, error)) (T, error) {
+	var zero T
 	for range maxCASRetries {
-		ch, changed, err := fn(rf)
+		ch, changed, err := fn(obj)
 		if err != nil || !changed {
-			return rf, err
+			return obj, err
 		}
-		err = s.store.UpdateRefund(ctx, rf, ch)
+		err = update(obj, ch)
 		if err == nil {
 			if ch.Event != nil {
 				s.onEvent()
 			}
-			return rf, nil
+			return obj, nil
 		}
 		if !errors.Is(err, store.ErrConflict) {
-			return nil, err
+			return zero, err
 		}
-		if rf, err = s.store.GetRefund(ctx, nil, rf.MerchantID, rf.RefundID); err != nil {
-			return nil, err
+		if obj, err = reload(obj); err != nil {
+			return zero, err
 		}
 	}
-	return nil, errTooManyConflicts
+	return zero, errTooManyConflicts
 }
 
 // event builds the outbox event for an object's final state.

@@ -37,8 +37,9 @@ func (s *Server) begin(ctx *fasthttp.RequestCtx, rl *reqLog) (*snapshot, *mercha
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	b, err := json.Marshal(v)
-	if err != nil { // our own types always marshal
-		panic(err)
+	if err != nil { // our own types always marshal; never panic in a request
+		writeErrorBody(ctx, http.StatusInternalServerError, codeInternal, "internal error", string(ctx.Response.Header.Peek("X-Request-Id")))
+		return
 	}
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
@@ -336,24 +337,32 @@ func (s *Server) sweepDelay(snap *snapshot, n int) time.Duration {
 	return 30 * time.Second
 }
 
-// getPayment serves GET /v1/payments/{id}.
-func (s *Server) getPayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) error {
+// loadPayment authenticates a request about payment id and reads it, with
+// the nonce claimed in the same round trip; an id that cannot exist is 404
+// after the nonce is claimed, as for an unknown one.
+func (s *Server) loadPayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) (*payment.Record, error) {
 	_, m, nonce, err := s.begin(ctx, rl)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rl.paymentID = id
 	if payment.OrderNo(id) == "" {
 		if err := s.store.ClaimNonce(rl.ctx, *nonce); err != nil {
-			return err
+			return nil, err
 		}
-		return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
+		return nil, apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
 	}
 	rec, err := s.store.GetPayment(rl.ctx, nonce, m.id, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
+	}
+	return rec, err
+}
+
+// getPayment serves GET /v1/payments/{id}.
+func (s *Server) getPayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) error {
+	rec, err := s.loadPayment(ctx, id, rl)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
-		}
 		return err
 	}
 	return s.answerPayment(ctx, rec, rl)
@@ -401,22 +410,8 @@ func (s *Server) answerPayment(ctx *fasthttp.RequestCtx, rec *payment.Record, rl
 
 // closePayment serves POST /v1/payments/{id}/close.
 func (s *Server) closePayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) error {
-	_, m, nonce, err := s.begin(ctx, rl)
+	rec, err := s.loadPayment(ctx, id, rl)
 	if err != nil {
-		return err
-	}
-	rl.paymentID = id
-	if payment.OrderNo(id) == "" {
-		if err := s.store.ClaimNonce(rl.ctx, *nonce); err != nil {
-			return err
-		}
-		return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
-	}
-	rec, err := s.store.GetPayment(rl.ctx, nonce, m.id, id)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return apiErr(http.StatusNotFound, codeNotFound, "no payment %s", id)
-		}
 		return err
 	}
 	rl.channel = rec.Channel
