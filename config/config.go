@@ -40,7 +40,7 @@ type Server struct {
 	IdleTimeout     Duration `yaml:"idle_timeout"`     // default 60s
 	MaxConnsPerIP   int      `yaml:"max_conns_per_ip"` // default 1000; 0 after defaults is impossible
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 20s
-	AdminToken      string   `yaml:"admin_token"`      // secret
+	AdminToken      Secret   `yaml:"admin_token"`      // secret
 	AdminTokenEnv   string   `yaml:"admin_token_env"`  //
 	AdminTokenFile  string   `yaml:"admin_token_file"` //
 }
@@ -56,7 +56,7 @@ type Store struct {
 type Redis struct {
 	Addrs        []string `yaml:"addrs"`
 	Username     string   `yaml:"username"`
-	Password     string   `yaml:"password"` // secret
+	Password     Secret   `yaml:"password"` // secret
 	PasswordEnv  string   `yaml:"password_env"`
 	PasswordFile string   `yaml:"password_file"`
 	DB           int      `yaml:"db"`            // single node only; default 0
@@ -109,7 +109,7 @@ type Log struct {
 type Merchant struct {
 	ID                  string   `yaml:"id"`
 	Key                 Key      `yaml:"key"`
-	WebhookSecret       string   `yaml:"webhook_secret"` // secret
+	WebhookSecret       Secret   `yaml:"webhook_secret"` // secret
 	WebhookSecretEnv    string   `yaml:"webhook_secret_env"`
 	WebhookSecretFile   string   `yaml:"webhook_secret_file"`
 	NotifyAllowNetworks []string `yaml:"notify_allow_networks"`
@@ -120,7 +120,7 @@ type Merchant struct {
 // Key is a merchant's request-signing key.
 type Key struct {
 	Algorithm     string `yaml:"algorithm"` // hmac-sha256 | rsa-sha256 | ed25519
-	Secret        string `yaml:"secret"`    // hmac-sha256; secret; at least 32 bytes
+	Secret        Secret `yaml:"secret"`    // hmac-sha256; secret; at least 32 bytes
 	SecretEnv     string `yaml:"secret_env"`
 	SecretFile    string `yaml:"secret_file"`
 	PublicKey     string `yaml:"public_key"`      // rsa-sha256 / ed25519: PEM (PKIX)
@@ -164,7 +164,7 @@ type Credentials struct {
 	MchID                 string `yaml:"mchid"`
 	AppID                 string `yaml:"appid"`
 	SerialNo              string `yaml:"serial_no"` // merchant API certificate serial (hex)
-	APIv3Key              string `yaml:"apiv3_key"` // secret; 32 bytes
+	APIv3Key              Secret `yaml:"apiv3_key"` // secret; 32 bytes
 	APIv3KeyEnv           string `yaml:"apiv3_key_env"`
 	APIv3KeyFile          string `yaml:"apiv3_key_file"`
 	PlatformPublicKeyFile string `yaml:"platform_public_key_file"` // WeChat Pay public key (PEM)
@@ -177,7 +177,7 @@ type Credentials struct {
 	CertID       string `yaml:"cert_id"`        // decimal serial of the merchant signing cert
 	RootCertFile string `yaml:"root_cert_file"` // CA that signs the bank's signPubKeyCert (pinned)
 	// all types: the merchant's private signing key (PEM, PKCS#1 or PKCS#8)
-	PrivateKey     string `yaml:"private_key"` // secret
+	PrivateKey     Secret `yaml:"private_key"` // secret
 	PrivateKeyEnv  string `yaml:"private_key_env"`
 	PrivateKeyFile string `yaml:"private_key_file"`
 }

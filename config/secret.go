@@ -6,14 +6,28 @@ import (
 	"strings"
 )
 
+// Secret is a secret written inline in the config. It prints, formats,
+// marshals and logs as "[REDACTED]", so that dumping or logging a config (or
+// any part of it) can never leak one; its value is read only through
+// ResolveSecret and the Resolve methods.
+type Secret string
+
+const redacted = "[REDACTED]"
+
+func (Secret) String() string               { return redacted }
+func (Secret) GoString() string             { return redacted }
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (Secret) MarshalYAML() (any, error)    { return redacted, nil }
+func (s Secret) Format(f fmt.State, _ rune) { f.Write([]byte(redacted)) }
+
 // ResolveSecret returns the value of a secret written in one of its three
 // forms: inline (value), the name of an environment variable (envName), or
 // the path of a file (file; one trailing newline is dropped). Exactly one
 // form may be set; none set returns "" and no error. Whether the inline form
 // is allowed (sandbox mode only) is checked by Validate, not here.
-func ResolveSecret(value, envName, file string) (string, error) {
+func ResolveSecret(value Secret, envName, file string) (string, error) {
 	n := 0
-	for _, s := range []string{value, envName, file} {
+	for _, s := range []string{string(value), envName, file} {
 		if s != "" {
 			n++
 		}
@@ -22,7 +36,7 @@ func ResolveSecret(value, envName, file string) (string, error) {
 	case n > 1:
 		return "", fmt.Errorf("set only one of the inline, _env and _file forms")
 	case value != "":
-		return value, nil
+		return string(value), nil
 	case envName != "":
 		v, ok := os.LookupEnv(envName)
 		if !ok || v == "" {

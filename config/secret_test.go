@@ -1,10 +1,18 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.yaml.in/yaml/v3"
 )
 
 // Not parallel: t.Setenv.
@@ -88,7 +96,7 @@ func TestResolveSecret(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := ResolveSecret(tt.value, tt.env, tt.file)
+			got, err := ResolveSecret(Secret(tt.value), tt.env, tt.file)
 			if got != tt.want || (err != nil) != tt.wantErr {
 				t.Errorf("got %q, %v; want %q, error %v", got, err, tt.want, tt.wantErr)
 			}
@@ -127,5 +135,28 @@ func TestParsePublicKey(t *testing.T) {
 				t.Errorf("got %s, %q; want %s, %q", gotType, gotErr, tt.wantType, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A config printed, dumped as JSON or YAML, or logged never shows a secret.
+func TestSecretsNeverPrint(t *testing.T) {
+	const s = "sandbox-demo-secret-0123456789abcdef"
+	c := &Config{Merchants: []Merchant{{ID: "demo", Key: Key{Algorithm: "hmac-sha256", Secret: s}, WebhookSecret: s}},
+		Server: Server{AdminToken: s}, Store: Store{Redis: Redis{Password: s}},
+		Channels: []Channel{{ID: "wx", Credentials: Credentials{APIv3Key: s, PrivateKey: s}}}}
+	j, _ := json.Marshal(c)
+	y, _ := yaml.Marshal(c)
+	var logged bytes.Buffer
+	zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&logged), zap.DebugLevel)).Info("config", zap.Any("config", c))
+	for what, out := range map[string]string{
+		"%v": fmt.Sprintf("%v", c), "%+v": fmt.Sprintf("%+v", *c), "%#v": fmt.Sprintf("%#v", *c), "%s": fmt.Sprintf("%s", c.Merchants[0].Key.Secret),
+		"json": string(j), "yaml": string(y), "zap": logged.String(),
+	} {
+		if strings.Contains(out, s) || !strings.Contains(out, "[REDACTED]") {
+			t.Errorf("%s shows the secret or no redaction: %s", what, out)
+		}
+	}
+	if got, _ := ResolveSecret(c.Merchants[0].Key.Secret, "", ""); got != s {
+		t.Fatalf("the value itself is still readable through ResolveSecret: %q", got)
 	}
 }

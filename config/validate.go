@@ -397,11 +397,11 @@ type credField struct{ key, value string }
 func credentialFields(c Credentials) []credField {
 	return []credField{
 		{"mchid", c.MchID}, {"appid", c.AppID}, {"serial_no", c.SerialNo},
-		{"apiv3_key", c.APIv3Key}, {"apiv3_key_env", c.APIv3KeyEnv}, {"apiv3_key_file", c.APIv3KeyFile},
+		{"apiv3_key", string(c.APIv3Key)}, {"apiv3_key_env", c.APIv3KeyEnv}, {"apiv3_key_file", c.APIv3KeyFile},
 		{"platform_public_key_file", c.PlatformPublicKeyFile}, {"platform_serial", c.PlatformSerial},
 		{"app_id", c.AlipayAppID}, {"alipay_public_key_file", c.AlipayPublicKeyFile},
 		{"mer_id", c.MerID}, {"cert_id", c.CertID}, {"root_cert_file", c.RootCertFile},
-		{"private_key", c.PrivateKey}, {"private_key_env", c.PrivateKeyEnv}, {"private_key_file", c.PrivateKeyFile},
+		{"private_key", string(c.PrivateKey)}, {"private_key_env", c.PrivateKeyEnv}, {"private_key_file", c.PrivateKeyFile},
 	}
 }
 
@@ -530,10 +530,10 @@ func (v *validator) reconcile() {
 // secret checks one secret key K of the object at base against the secrets
 // policy (one form at most; inline only in sandbox mode) and resolves it.
 // ok is false when the secret is unset or did not resolve.
-func (v *validator) secret(base, key, value, env, file string, required bool) (val string, ok bool) {
+func (v *validator) secret(base, key string, value Secret, env, file string, required bool) (val string, ok bool) {
 	p := base + "." + key
 	n := 0
-	for _, s := range []string{value, env, file} {
+	for _, s := range []string{string(value), env, file} {
 		if s != "" {
 			n++
 		}

@@ -454,7 +454,7 @@ func TestValidateSandboxAcceptsInlineSecrets(t *testing.T) {
 	cfg.Store.Redis.Password = "redis-pass"
 	cfg.Channels[0].Credentials.APIv3KeyFile, cfg.Channels[0].Credentials.APIv3Key = "", "sandboxAPIv3key0123456789abcdef0"
 	cfg.Channels[1].Credentials.PrivateKeyFile = ""
-	cfg.Channels[1].Credentials.PrivateKey = string(keyFiles["merchant.pem"])
+	cfg.Channels[1].Credentials.PrivateKey = Secret(keyFiles["merchant.pem"])
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("sandbox config with inline secrets: %v", err)
 	}

@@ -31,14 +31,18 @@ var errTooManyConflicts = errors.New("too many concurrent changes to one object"
 func (s *Server) mutatePayment(ctx context.Context, rec *payment.Record, fn func(r *payment.Record) (store.Change, bool, error)) (*payment.Record, error) {
 	return mutate(s, rec, fn,
 		func(r *payment.Record, ch store.Change) error { return s.store.UpdatePayment(ctx, r, ch) },
-		func(r *payment.Record) (*payment.Record, error) { return s.store.GetPayment(ctx, nil, r.MerchantID, r.PaymentID) })
+		func(r *payment.Record) (*payment.Record, error) {
+			return s.store.GetPayment(ctx, nil, r.MerchantID, r.PaymentID)
+		})
 }
 
 // mutateRefund is mutatePayment for a refund.
 func (s *Server) mutateRefund(ctx context.Context, rf *payment.RefundRecord, fn func(r *payment.RefundRecord) (store.Change, bool, error)) (*payment.RefundRecord, error) {
 	return mutate(s, rf, fn,
 		func(r *payment.RefundRecord, ch store.Change) error { return s.store.UpdateRefund(ctx, r, ch) },
-		func(r *payment.RefundRecord) (*payment.RefundRecord, error) { return s.store.GetRefund(ctx, nil, r.MerchantID, r.RefundID) })
+		func(r *payment.RefundRecord) (*payment.RefundRecord, error) {
+			return s.store.GetRefund(ctx, nil, r.MerchantID, r.RefundID)
+		})
 }
 
 // mutate is the compare-and-set loop of every state change: apply fn, store

@@ -99,7 +99,7 @@ func TestEmbedded(t *testing.T) {
 		}
 		addr, pw := s.emb.addr(), s.emb.password
 		return env{s: s, other: func(t *testing.T) *Store {
-			return openStore(t, config.Redis{Addrs: []string{addr}, Password: pw, ReadTimeout: slow, WriteTimeout: slow})
+			return openStore(t, config.Redis{Addrs: []string{addr}, Password: config.Secret(pw), ReadTimeout: slow, WriteTimeout: slow})
 		}}
 	})
 }

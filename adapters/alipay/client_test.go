@@ -636,7 +636,7 @@ func TestFromConfig(t *testing.T) {
 		{name: "PEM files", modify: func(*config.Channel) {}},
 		{name: "inline PKCS#1 private key", modify: func(c *config.Channel) {
 			b, _ := os.ReadFile(filepath.Join(keysDir, "alipay-platform.pem")) // any PKCS#1 RSA key
-			c.Credentials.PrivateKeyFile, c.Credentials.PrivateKey = "", string(b)
+			c.Credentials.PrivateKeyFile, c.Credentials.PrivateKey = "", config.Secret(b)
 		}},
 		{name: "bare base64 public key", modify: func(c *config.Channel) { c.Credentials.AlipayPublicKeyFile = bareFile }, wantErr: true},
 		{name: "no private key", modify: func(c *config.Channel) { c.Credentials.PrivateKeyFile = "" }, wantErr: true},

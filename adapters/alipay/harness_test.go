@@ -149,7 +149,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	notifier := sandbox.NewNotifier(testChan, []time.Duration{5 * time.Millisecond, 5 * time.Millisecond, 5 * time.Millisecond}, 1, nil, zap.NewNop())
 	ch := config.Channel{
 		ID: testChan, Type: "alipay", BaseURL: "http://127.0.0.1:1" + opts.basePath,
-		Credentials: config.Credentials{AlipayAppID: testAppID, PrivateKey: string(appKeyPEM())},
+		Credentials: config.Credentials{AlipayAppID: testAppID, PrivateKey: config.Secret(appKeyPEM())},
 	}
 	sim, err := alipaysim.New(ch, sandbox.Env{
 		ChannelID: testChan, Notifier: notifier, Now: h.clock.Now, Logger: zap.NewNop(),

@@ -140,10 +140,10 @@ func TestFromConfig(t *testing.T) {
 		errHas string
 	}{
 		{"PKCS#8 file", ch(func(*config.Credentials) {}), ""},
-		{"PKCS#1 inline", ch(func(c *config.Credentials) { c.PrivateKeyFile, c.PrivateKey = "", pkcs1 }), ""},
+		{"PKCS#1 inline", ch(func(c *config.Credentials) { c.PrivateKeyFile, c.PrivateKey = "", config.Secret(pkcs1) }), ""},
 		{"PKCS#1 from env", ch(func(c *config.Credentials) { c.PrivateKeyFile, c.PrivateKeyEnv = "", "PAYGATE_TEST_BANK_KEY" }), ""},
 		{"root and another CA", ch(func(c *config.Credentials) { c.RootCertFile = twoCerts }), ""},
-		{"two key forms", ch(func(c *config.Credentials) { c.PrivateKey = pkcs1 }), "only one"},
+		{"two key forms", ch(func(c *config.Credentials) { c.PrivateKey = config.Secret(pkcs1) }), "only one"},
 		{"no key", ch(func(c *config.Credentials) { c.PrivateKeyFile = "" }), "private_key: required"},
 		{"garbage key", ch(func(c *config.Credentials) { c.PrivateKeyFile, c.PrivateKey = "", "not a key" }), "no PEM"},
 		{"certificate as key", ch(func(c *config.Credentials) { c.PrivateKeyFile = rootFile }), `want "PRIVATE KEY"`},

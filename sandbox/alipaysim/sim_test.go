@@ -123,7 +123,7 @@ func newFixture(t *testing.T, basePath string) *fixture {
 	notifier := sandbox.NewNotifier("alipay-main", []time.Duration{5 * time.Millisecond, 5 * time.Millisecond, 5 * time.Millisecond}, 1, nil, zap.NewNop())
 	sim, err := newSim(config.Channel{
 		ID: "alipay-main", Type: "alipay", BaseURL: "http://127.0.0.1:9201" + basePath,
-		Credentials: config.Credentials{AlipayAppID: appID, PrivateKey: string(appKeyPEM())},
+		Credentials: config.Credentials{AlipayAppID: appID, PrivateKey: config.Secret(appKeyPEM())},
 	}, sandbox.Env{ChannelID: "alipay-main", Notifier: notifier, Now: f.clock.Now, Logger: zap.NewNop(),
 		OrderCreated: func(no string) { f.created <- no }}, keysDir)
 	if err != nil {
@@ -696,7 +696,7 @@ func TestUnavailable(t *testing.T) {
 func TestNewRequiresKeys(t *testing.T) {
 	t.Parallel()
 	env := sandbox.Env{}
-	ch := config.Channel{ID: "a", BaseURL: "http://127.0.0.1:1", Credentials: config.Credentials{AlipayAppID: appID, PrivateKey: string(appKeyPEM())}}
+	ch := config.Channel{ID: "a", BaseURL: "http://127.0.0.1:1", Credentials: config.Credentials{AlipayAppID: appID, PrivateKey: config.Secret(appKeyPEM())}}
 	if _, err := New(ch, env, keysDir); err != nil {
 		t.Fatal(err)
 	}
@@ -719,7 +719,7 @@ func TestNewRequiresKeys(t *testing.T) {
 func FuzzGateway(f *testing.F) {
 	fx := &clock{t: time.Date(2025, 3, 1, 2, 0, 0, 0, time.UTC)}
 	sim, err := newSim(config.Channel{ID: "a", BaseURL: "http://127.0.0.1:1",
-		Credentials: config.Credentials{AlipayAppID: appID, PrivateKey: string(appKeyPEM())}},
+		Credentials: config.Credentials{AlipayAppID: appID, PrivateKey: config.Secret(appKeyPEM())}},
 		sandbox.Env{Now: fx.Now}, keysDir)
 	if err != nil {
 		f.Fatal(err)

@@ -82,7 +82,7 @@ func testChannel(t testing.TB, baseURL string) config.Channel {
 	}
 	return config.Channel{
 		ID: "bank-a", Type: "bank", BaseURL: baseURL,
-		Credentials: config.Credentials{MerID: testMerID, CertID: testCert, PrivateKey: string(b)},
+		Credentials: config.Credentials{MerID: testMerID, CertID: testCert, PrivateKey: config.Secret(b)},
 	}
 }
 
