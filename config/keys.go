@@ -173,3 +173,37 @@ func parseCertificate(text []byte) (*x509.Certificate, error) {
 	}
 	return c, nil
 }
+
+// RSAPrivateKey resolves (inline, _env or _file) and parses a channel's
+// private signing key. Errors name the key, never its material.
+func (c Credentials) RSAPrivateKey() (*rsa.PrivateKey, error) {
+	text, err := c.ResolvePrivateKey()
+	if err != nil {
+		return nil, fmt.Errorf("credentials.private_key: %w", err)
+	}
+	if text == "" {
+		return nil, errors.New("credentials.private_key: required")
+	}
+	key, err := ParseRSAPrivateKey([]byte(text))
+	if err != nil {
+		return nil, fmt.Errorf("credentials.private_key: %w", err)
+	}
+	return key, nil
+}
+
+// ReadRSAPublicKey reads and parses the RSA public key (or certificate) in
+// file; key names the config key for errors.
+func ReadRSAPublicKey(key, file string) (*rsa.PublicKey, error) {
+	if file == "" {
+		return nil, fmt.Errorf("credentials.%s: required", key)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("credentials.%s: %w", key, err)
+	}
+	pub, err := ParseRSAPublicKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("credentials.%s: %w", key, err)
+	}
+	return pub, nil
+}

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -144,27 +143,13 @@ func New(cfg Config) (*Client, error) {
 // notifyURL is the gateway's callback URL for this channel.
 func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Client, error) {
 	cr := ch.Credentials
-	text, err := config.ResolveSecret(cr.PrivateKey, cr.PrivateKeyEnv, cr.PrivateKeyFile)
+	priv, err := cr.RSAPrivateKey()
 	if err != nil {
-		return nil, fmt.Errorf("alipay %s: credentials.private_key: %w", ch.ID, err)
+		return nil, fmt.Errorf("alipay %s: %w", ch.ID, err)
 	}
-	if text == "" {
-		return nil, fmt.Errorf("alipay %s: credentials.private_key is required", ch.ID)
-	}
-	priv, err := config.ParseRSAPrivateKey([]byte(text))
+	pub, err := config.ReadRSAPublicKey("alipay_public_key_file", cr.AlipayPublicKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("alipay %s: credentials.private_key: %w", ch.ID, err)
-	}
-	if cr.AlipayPublicKeyFile == "" {
-		return nil, fmt.Errorf("alipay %s: credentials.alipay_public_key_file is required", ch.ID)
-	}
-	pubText, err := os.ReadFile(cr.AlipayPublicKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("alipay %s: credentials.alipay_public_key_file: %w", ch.ID, err)
-	}
-	pub, err := config.ParseRSAPublicKey(pubText)
-	if err != nil {
-		return nil, fmt.Errorf("alipay %s: credentials.alipay_public_key_file: %w", ch.ID, err)
+		return nil, fmt.Errorf("alipay %s: %w", ch.ID, err)
 	}
 	return New(Config{
 		ID:              ch.ID,

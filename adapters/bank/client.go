@@ -153,16 +153,9 @@ func httpURL(s string) (*url.URL, error) {
 // the gateway's callback URL for this channel.
 func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Client, error) {
 	cr := ch.Credentials
-	keyPEM, err := config.ResolveSecret(cr.PrivateKey, cr.PrivateKeyEnv, cr.PrivateKeyFile)
+	key, err := cr.RSAPrivateKey()
 	if err != nil {
-		return nil, fmt.Errorf("bank %s: private_key: %w", ch.ID, err)
-	}
-	if keyPEM == "" {
-		return nil, fmt.Errorf("bank %s: private_key: required", ch.ID)
-	}
-	key, err := config.ParseRSAPrivateKey([]byte(keyPEM))
-	if err != nil {
-		return nil, fmt.Errorf("bank %s: private_key: %w", ch.ID, err)
+		return nil, fmt.Errorf("bank %s: %w", ch.ID, err)
 	}
 	if cr.RootCertFile == "" {
 		return nil, fmt.Errorf("bank %s: root_cert_file: required", ch.ID)

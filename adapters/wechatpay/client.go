@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -127,16 +126,9 @@ func New(cfg Config) (*Client, error) {
 // gateway's callback URL for this channel.
 func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Client, error) {
 	c := ch.Credentials
-	pemKey, err := config.ResolveSecret(c.PrivateKey, c.PrivateKeyEnv, c.PrivateKeyFile)
+	key, err := c.RSAPrivateKey()
 	if err != nil {
-		return nil, fmt.Errorf("wechatpay %s: credentials.private_key: %w", ch.ID, err)
-	}
-	if pemKey == "" {
-		return nil, fmt.Errorf("wechatpay %s: credentials.private_key: required", ch.ID)
-	}
-	key, err := config.ParseRSAPrivateKey([]byte(pemKey))
-	if err != nil {
-		return nil, fmt.Errorf("wechatpay %s: credentials.private_key: %w", ch.ID, err)
+		return nil, fmt.Errorf("wechatpay %s: %w", ch.ID, err)
 	}
 	v3, err := config.ResolveSecret(c.APIv3Key, c.APIv3KeyEnv, c.APIv3KeyFile)
 	if err != nil {
@@ -145,16 +137,9 @@ func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Cl
 	if len(v3) != 32 {
 		return nil, fmt.Errorf("wechatpay %s: credentials.apiv3_key: must be exactly 32 bytes, got %d", ch.ID, len(v3))
 	}
-	if c.PlatformPublicKeyFile == "" {
-		return nil, fmt.Errorf("wechatpay %s: credentials.platform_public_key_file: required", ch.ID)
-	}
-	pubPEM, err := os.ReadFile(c.PlatformPublicKeyFile)
+	pub, err := config.ReadRSAPublicKey("platform_public_key_file", c.PlatformPublicKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("wechatpay %s: credentials.platform_public_key_file: %w", ch.ID, err)
-	}
-	pub, err := config.ParseRSAPublicKey(pubPEM)
-	if err != nil {
-		return nil, fmt.Errorf("wechatpay %s: credentials.platform_public_key_file: %w", ch.ID, err)
+		return nil, fmt.Errorf("wechatpay %s: %w", ch.ID, err)
 	}
 	return New(Config{
 		ID:             ch.ID,

@@ -119,13 +119,9 @@ func newSim(ch config.Channel, env sandbox.Env, keysDir string) (*Sim, error) {
 	if cr.AlipayAppID == "" {
 		return nil, fmt.Errorf("alipaysim %s: credentials.app_id is required", ch.ID)
 	}
-	text, err := config.ResolveSecret(cr.PrivateKey, cr.PrivateKeyEnv, cr.PrivateKeyFile)
-	if err != nil || text == "" {
-		return nil, fmt.Errorf("alipaysim %s: the app private key is required to derive its public key: %v", ch.ID, err)
-	}
-	appKey, err := config.ParseRSAPrivateKey([]byte(text))
+	appKey, err := cr.RSAPrivateKey() // the simulator derives the app public key from it
 	if err != nil {
-		return nil, fmt.Errorf("alipaysim %s: app private key: %w", ch.ID, err)
+		return nil, fmt.Errorf("alipaysim %s: %w", ch.ID, err)
 	}
 	pem, err := os.ReadFile(filepath.Join(keysDir, platformKeyFile))
 	if err != nil {

@@ -73,16 +73,9 @@ func New(ch config.Channel, env sandbox.Env, keysDir string) (sandbox.Sim, error
 	if cr.CertID == "" {
 		return nil, fmt.Errorf("banksim %s: credentials.cert_id is required", ch.ID)
 	}
-	keyPEM, err := config.ResolveSecret(cr.PrivateKey, cr.PrivateKeyEnv, cr.PrivateKeyFile)
+	merchantKey, err := cr.RSAPrivateKey() // the simulator derives the merchant public key from it
 	if err != nil {
-		return nil, fmt.Errorf("banksim %s: private_key: %w", ch.ID, err)
-	}
-	if keyPEM == "" {
-		return nil, fmt.Errorf("banksim %s: private_key: required (the simulator derives the merchant public key from it)", ch.ID)
-	}
-	merchantKey, err := config.ParseRSAPrivateKey([]byte(keyPEM))
-	if err != nil {
-		return nil, fmt.Errorf("banksim %s: private_key: %w", ch.ID, err)
+		return nil, fmt.Errorf("banksim %s: %w", ch.ID, err)
 	}
 	u, err := url.Parse(ch.BaseURL)
 	if err != nil {

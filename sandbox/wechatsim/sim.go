@@ -76,13 +76,9 @@ func newSim(ch config.Channel, env sandbox.Env, keysDir string) (*Sim, error) {
 			return nil, fmt.Errorf("wechatsim %s: credentials.%s is required", ch.ID, f.name)
 		}
 	}
-	pemKey, err := config.ResolveSecret(c.PrivateKey, c.PrivateKeyEnv, c.PrivateKeyFile)
+	merchant, err := c.RSAPrivateKey() // the simulator derives the merchant public key from it
 	if err != nil {
-		return nil, fmt.Errorf("wechatsim %s: credentials.private_key: %w", ch.ID, err)
-	}
-	merchant, err := config.ParseRSAPrivateKey([]byte(pemKey))
-	if err != nil {
-		return nil, fmt.Errorf("wechatsim %s: credentials.private_key: %w", ch.ID, err)
+		return nil, fmt.Errorf("wechatsim %s: %w", ch.ID, err)
 	}
 	v3, err := config.ResolveSecret(c.APIv3Key, c.APIv3KeyEnv, c.APIv3KeyFile)
 	if err != nil {
