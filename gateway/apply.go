@@ -141,10 +141,19 @@ func (s *Server) applyOrderState(ctx context.Context, rec *payment.Record, st *a
 
 // refreshPayment asks the payment's channel for its state and applies it.
 func (s *Server) refreshPayment(rec *payment.Record) (*payment.Record, error) {
+	st, err := s.queryChannel(rec)
+	if err != nil {
+		return rec, err
+	}
+	return s.applyOrderState(context.Background(), rec, st, "query")
+}
+
+// queryChannel asks the payment's channel what it has for the payment.
+func (s *Server) queryChannel(rec *payment.Record) (*adapters.OrderState, error) {
 	table := s.router.Table()
 	ch, ok := table.Channel(rec.Channel)
 	if !ok {
-		return rec, fmt.Errorf("channel %s is no longer configured", rec.Channel)
+		return nil, fmt.Errorf("channel %s is no longer configured", rec.Channel)
 	}
 	var st *adapters.OrderState
 	err := s.callChannel(table, rec.Channel, "query", func(ctx context.Context) error {
@@ -152,10 +161,7 @@ func (s *Server) refreshPayment(rec *payment.Record) (*payment.Record, error) {
 		st, err = ch.Query(ctx, queryOf(rec))
 		return err
 	})
-	if err != nil {
-		return rec, err
-	}
-	return s.applyOrderState(context.Background(), rec, st, "query")
+	return st, err
 }
 
 func queryOf(rec *payment.Record) *adapters.QueryRequest {
@@ -171,13 +177,16 @@ const expiryGrace = time.Minute
 // closed. A payment is recorded closed only when its channel can no longer
 // take money for it:
 //   - the channel closed the order;
-//   - or the channel cannot close it (Alipay before the scan, an ACP consume,
-//     an order the channel never received) and the payment's expiry, which
-//     the channel was given, has passed (plus expiryGrace).
+//   - or the channel cannot close it, and says so: it reports the order
+//     closed or failed (an ACP consume that lapsed), or it has no such order
+//     (Alipay before the scan, a create that never arrived) and the
+//     payment's expiry, which the channel was given, has passed (plus
+//     expiryGrace). An order the channel reports pending is never called
+//     closed, whatever the clock says.
 //
 // Otherwise the payment stays pending (the caller answers 409 or looks again
-// later). If the channel refuses because the order was paid meanwhile, its
-// state is applied instead (the payment becomes succeeded).
+// later). If the channel reports the order paid, that is applied instead
+// (the payment becomes succeeded).
 func (s *Server) closeAtChannel(rec *payment.Record, source string) (*payment.Record, error) {
 	table := s.router.Table()
 	ch, ok := table.Channel(rec.Channel)
@@ -194,14 +203,19 @@ func (s *Server) closeAtChannel(rec *payment.Record, source string) (*payment.Re
 	if !ok || (ce.Kind != adapters.KindDeclined && ce.Kind != adapters.KindConflict && ce.Kind != adapters.KindNotFound) {
 		return rec, err
 	}
-	fresh, qerr := s.refreshPayment(rec)
+	st, qerr := s.queryChannel(rec)
 	if qerr != nil {
 		return rec, qerr
 	}
-	if fresh.Status.Final() || s.now().Before(fresh.ExpiresAt.Add(expiryGrace)) {
-		return fresh, nil
+	switch st.Status {
+	case adapters.OrderPaid, adapters.OrderClosed, adapters.OrderFailed:
+		return s.applyOrderState(context.Background(), rec, st, "query")
+	case adapters.OrderNotFound:
+		if !s.now().Before(closableAt(rec)) {
+			return s.applyOrderState(context.Background(), rec, &adapters.OrderState{Status: adapters.OrderClosed}, source)
+		}
 	}
-	return s.applyOrderState(context.Background(), fresh, &adapters.OrderState{Status: adapters.OrderClosed}, source)
+	return rec, nil
 }
 
 // closableAt is when a payment whose channel cannot close it will be closed.
@@ -328,7 +342,7 @@ func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record) (*payme
 // action (the code the payer needs) is missing.
 func lostAnswer(rec *payment.Record) bool {
 	n := len(rec.Attempts)
-	return rec.Status == payment.StatusPending && rec.Action == nil && n > 0 && rec.Attempts[n-1].Outcome == payment.OutcomeAmbiguous
+	return rec.Status == payment.StatusPending && rec.Action == nil && !rec.CloseRequested && n > 0 && rec.Attempts[n-1].Outcome == payment.OutcomeAmbiguous
 }
 
 // recoverAction sends the create of a payment whose answer was lost once

@@ -428,9 +428,20 @@ func (s *Server) closePayment(ctx *fasthttp.RequestCtx, id string, rl *reqLog) e
 	switch closed.Status {
 	case payment.StatusClosed:
 	case payment.StatusPending:
+		// Remember the merchant's wish: the create is never sent again,
+		// and the payment is closed once it has expired.
+		if _, err := s.mutatePayment(rl.ctx, closed, func(r *payment.Record) (store.Change, bool, error) {
+			if r.Status.Final() || r.CloseRequested {
+				return store.Change{}, false, nil
+			}
+			r.CloseRequested, r.UpdatedAt = true, s.stamp()
+			return store.Change{SweepAt: closableAt(r)}, true, nil
+		}); err != nil {
+			return err
+		}
 		return apiErr(http.StatusConflict, codeInvalidState,
-			"channel %s cannot close payment %s before it expires; it stays payable until %s and paygate closes it then",
-			closed.Channel, id, closableAt(closed).Format(time.RFC3339))
+			"channel %s cannot close payment %s now: the order stays payable until its expiry at %s; paygate closes it at %s",
+			closed.Channel, id, closed.ExpiresAt.Format(time.RFC3339), closableAt(closed).Format(time.RFC3339))
 	default:
 		return apiErr(http.StatusConflict, codeInvalidState, "payment %s is %s at its channel", id, closed.Status)
 	}

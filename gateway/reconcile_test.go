@@ -100,3 +100,51 @@ func TestRemovedMerchantKeepsItsWork(t *testing.T) {
 		t.Fatalf("removed merchant still authenticates: %d %s", r.status, r.body)
 	}
 }
+
+// A create whose answer was lost, then a merchant close the channel cannot
+// make (WeChat has no such order): paygate remembers the close, never sends
+// the create again, and closes the payment once it has expired.
+func TestCloseRequestedStopsRecovery(t *testing.T) {
+	rs := storetest.Redis(t)
+	s := newSim(t)
+	cfg := testConfig(t, s.srv.URL)
+	s.start(t, cfg)
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
+	sg := hmacSigner("m-hmac", hmacSecret)
+	ctx := context.Background()
+	created := now().UTC().Truncate(time.Second)
+	pid := payment.NewPaymentID()
+	rec := &payment.Record{
+		Payment: payment.Payment{PaymentID: pid, MerchantID: "m-hmac", OutTradeNo: "lost-1", Status: payment.StatusPending,
+			Amount: 100, Currency: "CNY", Method: payment.MethodQR, Channel: "wechat-main", Subject: "Coffee",
+			CreatedAt: created, UpdatedAt: created, ExpiresAt: created.Add(15 * time.Minute)},
+		NotifyURL: "http://127.0.0.1:1/notify", ChannelOrderNo: payment.OrderNo(pid),
+		Attempts: []payment.Attempt{{Channel: "wechat-main", Outcome: payment.OutcomeAmbiguous, At: created}},
+	}
+	if _, ok, err := in.st.CreatePayment(ctx, nil, rec, created); err != nil || !ok {
+		t.Fatalf("seed: %v %v", ok, err)
+	}
+	r := sg.do(t, in.url, http.MethodPost, "/v1/payments/"+pid+"/close", nil, reqOpts{})
+	if r.status != 409 || r.errCode(t) != "invalid_state" {
+		t.Fatalf("close of an order WeChat never got: %d %s", r.status, r.body)
+	}
+	rc := gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second)
+	offset.Store(int64(time.Minute))
+	rc.SweepOnce(ctx)
+	if n := s.creates.Load(); n != 0 {
+		t.Fatalf("the create was sent again after the merchant asked to close: %d orders", n)
+	}
+	if got, _ := in.st.GetPayment(ctx, nil, "m-hmac", pid); got.Status != payment.StatusPending || !got.CloseRequested {
+		t.Fatalf("before expiry: %+v", got)
+	}
+	offset.Store(int64(17 * time.Minute)) // past expiry and the grace
+	rc.SweepOnce(ctx)
+	if got, _ := in.st.GetPayment(ctx, nil, "m-hmac", pid); got.Status != payment.StatusClosed {
+		t.Fatalf("after expiry: %s", got.Status)
+	}
+	if n := s.creates.Load(); n != 0 {
+		t.Fatalf("orders created: %d", n)
+	}
+}

@@ -150,6 +150,10 @@ type Record struct {
 	// Payer is what the merchant sent of the payer, kept so that a create
 	// can be sent again identically. It identifies a person: never log it.
 	Payer *Payer `json:"payer,omitempty"`
+	// CloseRequested: the merchant asked to close the payment while its
+	// channel could not close the order yet. paygate then never sends its
+	// create again, and closes it once it has expired.
+	CloseRequested bool `json:"close_requested,omitempty"`
 	// ChannelOrderNo is the order number paygate sent the channel (see OrderNo).
 	ChannelOrderNo string `json:"channel_order_no"`
 	// Version increases by one on every stored change (compare-and-set guard).

@@ -2,8 +2,10 @@ package main
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paygate/paygate/store/storetest"
 )
@@ -42,7 +44,7 @@ func TestCloseIsTruthful(t *testing.T) {
 				}
 				return
 			}
-			if r.Status != 409 || r.code(t) != "invalid_state" || !strings.Contains(string(r.Body), "paygate closes it then") {
+			if r.Status != 409 || r.code(t) != "invalid_state" || !strings.Contains(string(r.Body), "paygate closes it at") {
 				t.Fatalf("close that the channel cannot make: %d %s", r.Status, r.Body)
 			}
 			if p := g.call(http.MethodGet, "/v1/payments/"+id, nil).obj(t); p["status"] != "pending" {
@@ -58,5 +60,47 @@ func TestCloseIsTruthful(t *testing.T) {
 				t.Fatalf("%d alerts for an honest outcome", n)
 			}
 		})
+	}
+}
+
+// Past the expiry and the grace, a payment whose channel still reports the
+// order payable (a bank whose clock disagrees with ours) is not called
+// closed: only the channel's own word (closed, failed, no such order) is.
+func TestNoCloseWhileTheChannelSaysPayable(t *testing.T) {
+	rs := storetest.Redis(t)
+	clk := &shiftClock{}
+	g := startE2EWith(t, e2eOpts{redisAddr: rs.Addr()}, options{now: clk.now})
+	site := newMerchantSite(t)
+	r := g.call(http.MethodPost, "/v1/payments", map[string]any{"out_trade_no": "payable-1", "amount": 700, "currency": "CNY",
+		"method": "bank_redirect", "subject": "S", "notify_url": site.url(), "expire_in": 60})
+	if r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	p := r.obj(t)
+	id := p["payment_id"].(string)
+	// The payer's browser posts the bank form: the order is payable at the
+	// bank, whose clock (the real one) says it has not expired.
+	act := p["action"].(map[string]any)
+	form := url.Values{}
+	for k, v := range act["fields"].(map[string]any) {
+		form.Set(k, v.(string))
+	}
+	res, err := http.PostForm(act["url"].(string), form)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("posting the bank form: %v %v", res, err)
+	}
+	res.Body.Close()
+	clk.advance(3 * time.Minute) // the gateway's clock: well past expiry and grace
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) { // several reconciler rounds
+		if st := g.get("/v1/payments/" + id)["status"]; st != "pending" {
+			t.Fatalf("payment %s while the bank still says payable", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	g.pay(id)
+	g.waitFor("/v1/payments/"+id, "succeeded", statusIs("succeeded"))
+	if site.count("evt_"+id+"_payment_closed") != 0 {
+		t.Fatal("payment.closed sent for a payment the bank could still take")
 	}
 }
