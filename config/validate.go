@@ -294,8 +294,21 @@ func (v *validator) channels() {
 		v.add("channels", "at least one channel is required")
 	}
 	ids := map[string]int{}
+	accounts := map[string]int{}
 	for i, ch := range chs {
 		p := fmt.Sprintf("channels[%d]", i)
+		// Every attempt of a payment carries the same order number, so two
+		// channel ids on one merchant account would be one order seen
+		// twice: checking an abandoned attempt on one could close the live
+		// order of the other. One account, one channel.
+		if acct, key := channelAccount(ch); acct != "" {
+			k := ch.Type + "/" + acct
+			if j, dup := accounts[k]; dup {
+				v.add(p+".credentials."+key, "account %q is also used by channels[%d]; one merchant account may back one channel only", acct, j)
+			} else {
+				accounts[k] = i
+			}
+		}
 		switch j, dup := ids[ch.ID]; {
 		case !channelIDRe.MatchString(ch.ID):
 			v.add(p+".id", "want 1-32 characters of [a-z0-9-], starting with a letter or digit, got %q", ch.ID)
@@ -330,6 +343,20 @@ func (v *validator) channels() {
 			v.credentials(p+".credentials", ch.Type, ch.Credentials)
 		}
 	}
+}
+
+// channelAccount is a channel's merchant account at its provider and the
+// credentials key that holds it.
+func channelAccount(ch Channel) (account, key string) {
+	switch ch.Type {
+	case TypeWechat:
+		return ch.Credentials.MchID, "mchid"
+	case TypeAlipay:
+		return ch.Credentials.AlipayAppID, "app_id"
+	case TypeBank:
+		return ch.Credentials.MerID, "mer_id"
+	}
+	return "", ""
 }
 
 func (v *validator) breaker(p string, b Breaker) {

@@ -301,6 +301,8 @@ func TestValidate(t *testing.T) {
 			[]string{`channels[1].credentials.alipay_public_key_file: open {dir}/nope.pem: no such file or directory`}},
 		{"alipay with a wechat key", func(c *Config, _ string) { c.Channels[1].Credentials.APIv3KeyEnv = "APIV3" },
 			[]string{`channels[1].credentials.apiv3_key_env: not used by alipay channels`}},
+		{"two channels on one merchant account", func(c *Config, _ string) { c.Channels[3].Credentials.MerID = c.Channels[2].Credentials.MerID },
+			[]string{`channels[3].credentials.mer_id: account "777290058110048" is also used by channels[2]; one merchant account may back one channel only`}},
 		{"bank mer_id missing", func(c *Config, _ string) { c.Channels[2].Credentials.MerID = "" },
 			[]string{`channels[2].credentials.mer_id: required`}},
 		{"bank cert_id not decimal", func(c *Config, _ string) { c.Channels[2].Credentials.CertID = "0x1F" },

@@ -54,6 +54,7 @@ func TestAbandonedAttemptIsClosedAtItsChannel(t *testing.T) {
 	cfg := testConfig(t, proxy.URL)
 	b := cfg.Channels[0]
 	b.ID, b.BaseURL = "wechat-b", simB.srv.URL
+	b.Credentials.MchID = "1900000002" // another merchant account: one account backs one channel
 	cfg.Channels = append(cfg.Channels, b)
 	cfg.Routing.Exploration = 0
 	cfg.Routing.Rules = []config.Rule{{Name: "a-then-b", When: config.Match{Methods: []string{"qr"}},
@@ -70,7 +71,9 @@ func TestAbandonedAttemptIsClosedAtItsChannel(t *testing.T) {
 	a := startSim(cfg.Channels[0])
 	var ah http.Handler = a
 	simA.Store(&ah)
-	simB.start(t, cfg) // (channel config of A; B's simulator only needs the same credentials)
+	cfgB := *cfg
+	cfgB.Channels = []config.Channel{b}
+	simB.start(t, &cfgB)
 
 	var offset atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
