@@ -146,6 +146,10 @@ type Channel struct {
 	LatencyTarget Duration    `yaml:"latency_target"`
 	Breaker       Breaker     `yaml:"breaker"`
 	Credentials   Credentials `yaml:"credentials"`
+	// Disabled drains the channel: it is never routed to, but it still
+	// serves the payments already made on it (callbacks, queries, closes,
+	// refunds) in every instance, restarted ones included. Default false.
+	Disabled bool `yaml:"disabled"`
 }
 
 // Breaker configures the channel's circuit breaker (sony/gobreaker).

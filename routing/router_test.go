@@ -232,3 +232,25 @@ func TestNewDefaults(t *testing.T) {
 		t.Fatalf("decision = %+v", d)
 	}
 }
+
+// A disabled channel drains: never routed to, excluded with its reason,
+// but its adapter still serves the payments already made on it.
+func TestDisabledChannelDrains(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig()
+	cfg.Channels[0].Disabled = true // wx
+	r, _ := newRouter(t, cfg, nil)
+	for range 50 {
+		d := r.Table().Decide(qr100)
+		c := candidate(t, d, "wx")
+		if c.Eligible || c.Reason != ReasonDisabled {
+			t.Fatalf("disabled wx: %+v", c)
+		}
+		if d.Candidates[0].Channel == "wx" {
+			t.Fatal("routed to a disabled channel")
+		}
+	}
+	if _, ok := r.Table().Channel("wx"); !ok {
+		t.Fatal("a disabled channel's adapter is gone")
+	}
+}

@@ -20,6 +20,7 @@ const FallbackRule = "(fallback)"
 // Exclusion reasons (Candidate.Reason of a candidate that is not eligible).
 const (
 	ReasonWeightZero    = "weight 0"
+	ReasonDisabled      = "channel disabled (draining)"
 	ReasonMethod        = "does not serve method"
 	ReasonCurrency      = "currency not supported"
 	ReasonBreakerOpen   = "breaker open"
@@ -258,6 +259,8 @@ func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate 
 		st, full := ch.br.state()
 		c.Breaker = stateName(st)
 		switch {
+		case ch.cfg.Disabled:
+			c.Reason = ReasonDisabled
 		case rf.weight == 0:
 			c.Reason = ReasonWeightZero
 		case mi < 0 || ch.methods&(1<<mi) == 0:
