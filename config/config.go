@@ -115,6 +115,10 @@ type Merchant struct {
 	NotifyAllowNetworks []string `yaml:"notify_allow_networks"`
 	Methods             []string `yaml:"methods"`
 	Limits              Limits   `yaml:"limits"`
+	// Disabled: the merchant can no longer call the API (401
+	// unknown_merchant), but its queued notifications are still delivered
+	// and its pending payments still reconciled, in every instance.
+	Disabled bool `yaml:"disabled"`
 }
 
 // Key is a merchant's request-signing key.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/gateway"
 	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/store/storetest"
@@ -75,29 +76,49 @@ func TestReconcilerResolvesAbandonedCreate(t *testing.T) {
 	}
 }
 
-// A merchant removed by a reload can no longer call the API, but its queued
-// notifications and pending payments are still served (Merchants lists it).
+// A merchant disabled (or removed) by a reload can no longer call the API,
+// but its pending payments are still reconciled and listed for delivery.
 func TestRemovedMerchantKeepsItsWork(t *testing.T) {
-	rs := storetest.Redis(t)
-	s := newSim(t)
-	cfg := testConfig(t, s.srv.URL)
-	s.start(t, cfg)
-	in := startInstance(t, cfg, rs.Addr())
-	next := *cfg
-	next.Merchants = cfg.Merchants[1:] // m-hmac removed
-	if err := in.srv.Reload(&next); err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, m := range in.srv.Merchants() {
-		found = found || m.ID == "m-hmac"
-	}
-	if !found {
-		t.Fatal("the removed merchant's work is no longer served")
-	}
-	r := hmacSigner("m-hmac", hmacSecret).do(t, in.url, http.MethodGet, "/v1/payments/pay_AAAAAAAAAAAAAAAAAAAAAAAA", nil, reqOpts{})
-	if r.status != 401 || r.errCode(t) != "unknown_merchant" {
-		t.Fatalf("removed merchant still authenticates: %d %s", r.status, r.body)
+	for _, how := range []string{"disabled", "removed"} {
+		t.Run(how, func(t *testing.T) {
+			rs := storetest.Redis(t)
+			s := newSim(t)
+			cfg := testConfig(t, s.srv.URL)
+			s.start(t, cfg)
+			var offset atomic.Int64
+			now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+			in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
+			sg := hmacSigner("m-hmac", hmacSecret)
+			r := sg.do(t, in.url, http.MethodPost, "/v1/payments", paymentBody("gone-1", 300, "wechat_native"), reqOpts{})
+			if r.status != 201 {
+				t.Fatalf("create: %d %s", r.status, r.body)
+			}
+			id := r.json(t)["payment_id"].(string)
+			// Paid at the channel; its notification never reaches us (the
+			// harness's public_url is unreachable): only a query can tell.
+			if err := s.sim.Pay(payment.OrderNo(id)); err != nil {
+				t.Fatal(err)
+			}
+			next := *cfg
+			next.Merchants = append([]config.Merchant(nil), cfg.Merchants...)
+			if how == "disabled" {
+				next.Merchants[0].Disabled = true
+			} else {
+				next.Merchants = next.Merchants[1:]
+			}
+			if err := in.srv.Reload(&next); err != nil {
+				t.Fatal(err)
+			}
+			if r := sg.do(t, in.url, http.MethodGet, "/v1/payments/"+id, nil, reqOpts{}); r.status != 401 || r.errCode(t) != "unknown_merchant" {
+				t.Fatalf("the %s merchant still authenticates: %d %s", how, r.status, r.body)
+			}
+			offset.Store(int64(time.Minute)) // past the first reconcile delay
+			gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second).SweepOnce(context.Background())
+			got, err := in.st.GetPayment(context.Background(), nil, "m-hmac", id)
+			if err != nil || got.Status != payment.StatusSucceeded {
+				t.Fatalf("the %s merchant's payment was not reconciled: %+v %v", how, got, err)
+			}
+		})
 	}
 }
 

@@ -157,6 +157,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		}
 	}
 	old := s.snap.Load()
+	retired := map[string]*merchant{} // disabled here, or removed by this or an earlier reload
 	for i, mc := range cfg.Merchants {
 		secret, err := config.ResolveSecret(mc.Key.Secret, mc.Key.SecretEnv, mc.Key.SecretFile)
 		if err != nil {
@@ -198,13 +199,17 @@ func (s *Server) Reload(cfg *config.Config) error {
 		if m.limiter == nil {
 			m.limiter = newTokenBucket(float64(mc.Limits.RequestsPerSecond), s.now)
 		}
+		if mc.Disabled {
+			retired[mc.ID] = m
+			continue
+		}
 		snap.merchants[mc.ID] = m
 	}
+	snap.retired = retired
 	if old != nil {
-		snap.retired = map[string]*merchant{}
 		for _, ms := range []map[string]*merchant{old.retired, old.merchants} {
 			for id, m := range ms {
-				if _, still := snap.merchants[id]; !still {
+				if _, still := snap.merchants[id]; !still && snap.retired[id] == nil {
 					snap.retired[id] = m
 				}
 			}
