@@ -336,7 +336,12 @@ func (v *validator) channels() {
 			v.add(p+".currencies", "at least one currency is required")
 		}
 		v.currencies(p+".currencies", ch.Currencies, nil)
-		v.positive(p+".timeout", ch.Timeout)
+		if v.positive(p+".timeout", ch.Timeout) && ch.Timeout.D() > MaxChannelTimeout {
+			// The reconciler takes a create that has run longer than its
+			// attempts could (max_attempts × the timeout) for abandoned by a
+			// dead instance; unbounded timeouts would blur that line.
+			v.add(p+".timeout", "at most %s, got %s", MaxChannelTimeout, ch.Timeout)
+		}
 		v.positive(p+".latency_target", ch.LatencyTarget)
 		v.breaker(p+".breaker", ch.Breaker)
 		if known {
@@ -344,6 +349,9 @@ func (v *validator) channels() {
 		}
 	}
 }
+
+// MaxChannelTimeout bounds channels[].timeout.
+const MaxChannelTimeout = 30 * time.Second
 
 // channelAccount is a channel's merchant account at its provider and the
 // credentials key that holds it.

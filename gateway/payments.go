@@ -220,6 +220,9 @@ func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, 
 		latency := s.now().Sub(start).Milliseconds()
 		attempt := func(outcome string) func(r *payment.Record) {
 			return func(r *payment.Record) {
+				if len(r.Attempts) <= idx {
+					return
+				}
 				a := &r.Attempts[idx]
 				a.Outcome, a.LatencyMS = outcome, latency
 				if err != nil {

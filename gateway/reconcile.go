@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/store"
 )
@@ -153,8 +154,8 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 	}
 	now := r.s.now()
 	if inProgress(rec) {
-		if now.Sub(rec.UpdatedAt) < time.Minute {
-			return now.Add(10 * time.Second), nil // a live create is still running
+		if live := r.s.liveCreateWindow(); now.Sub(rec.UpdatedAt) < live {
+			return rec.UpdatedAt.Add(live), nil // a live create may still be running
 		}
 		// The instance that sent it never recorded the answer (it crashed
 		// or lost the store mid-call): the outcome is ambiguous, so replays
@@ -264,4 +265,12 @@ func (r *Reconciler) found(kind, status string) {
 	if r.s.metrics != nil {
 		r.s.metrics.Reconciled(kind, status)
 	}
+}
+
+// liveCreateWindow is the longest a create can run in a live instance: every
+// attempt at the longest channel timeout, plus slack for the store writes.
+// An attempt without an outcome older than that was abandoned by a dead
+// instance.
+func (s *Server) liveCreateWindow() time.Duration {
+	return time.Duration(s.router.Table().MaxAttempts())*config.MaxChannelTimeout + 30*time.Second
 }
