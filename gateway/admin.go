@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,7 +53,7 @@ type ReloadFunc func() error
 type Admin struct {
 	s       *Server
 	st      AdminStore
-	token   string
+	token   atomic.Pointer[string] // swapped by a reload
 	reload  ReloadFunc
 	sandbox SandboxControl // nil outside sandbox mode
 	metrics http.Handler
@@ -81,8 +82,10 @@ type AdminOptions struct {
 
 // NewAdmin builds the admin handler.
 func NewAdmin(s *Server, st AdminStore, o AdminOptions) *Admin {
-	return &Admin{s: s, st: st, token: o.Token, reload: o.Reload, lastReload: o.LastReload, sandbox: o.Sandbox, metrics: o.Metrics,
+	a := &Admin{s: s, st: st, reload: o.Reload, lastReload: o.LastReload, sandbox: o.Sandbox, metrics: o.Metrics,
 		logger: s.logger.Named("admin"), browser: &http.Client{Timeout: 5 * time.Second}}
+	a.SetToken(o.Token)
+	return a
 }
 
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -117,10 +120,14 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.fail(w, apiErr(http.StatusNotFound, codeNotFound, "no such endpoint"))
 }
 
+// SetToken replaces the admin bearer token (config reload).
+func (a *Admin) SetToken(token string) { a.token.Store(&token) }
+
 func (a *Admin) authorized(r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
-	return ok && a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1
+	want := *a.token.Load()
+	return ok && want != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(want)) == 1
 }
 
 func (a *Admin) fail(w http.ResponseWriter, err error) {

@@ -142,6 +142,18 @@ func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logge
 
 // Reload compiles the merchant-facing parts of cfg and swaps them in.
 func (s *Server) Reload(cfg *config.Config) error {
+	commit, err := s.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	commit()
+	return nil
+}
+
+// Prepare compiles the merchant-facing parts of cfg without changing
+// anything; the returned commit swaps them in. A reload of several parts
+// prepares every part first and commits only when all compiled.
+func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 	snap := &snapshot{
 		merchants:  map[string]*merchant{},
 		window:     cfg.Security.TimestampWindow.D(),
@@ -161,23 +173,23 @@ func (s *Server) Reload(cfg *config.Config) error {
 	for i, mc := range cfg.Merchants {
 		secret, err := config.ResolveSecret(mc.Key.Secret, mc.Key.SecretEnv, mc.Key.SecretFile)
 		if err != nil {
-			return fmt.Errorf("merchants[%d].key: %w", i, err)
+			return nil, fmt.Errorf("merchants[%d].key: %w", i, err)
 		}
 		pub := mc.Key.PublicKey
 		if pub == "" && mc.Key.PublicKeyFile != "" {
 			b, err := os.ReadFile(mc.Key.PublicKeyFile)
 			if err != nil {
-				return fmt.Errorf("merchants[%d].key.public_key_file: %w", i, err)
+				return nil, fmt.Errorf("merchants[%d].key.public_key_file: %w", i, err)
 			}
 			pub = string(b)
 		}
 		kv, err := newKeyVerifier(mc.Key.Algorithm, secret, pub)
 		if err != nil {
-			return fmt.Errorf("merchants[%d].key: %w", i, err)
+			return nil, fmt.Errorf("merchants[%d].key: %w", i, err)
 		}
 		wh, err := config.ResolveSecret(mc.WebhookSecret, mc.WebhookSecretEnv, mc.WebhookSecretFile)
 		if err != nil {
-			return fmt.Errorf("merchants[%d].webhook_secret: %w", i, err)
+			return nil, fmt.Errorf("merchants[%d].webhook_secret: %w", i, err)
 		}
 		m := &merchant{id: mc.ID, key: kv, methods: map[payment.Method]bool{}, maxAmount: mc.Limits.MaxAmount, webhook: []byte(wh)}
 		for _, meth := range mc.Methods {
@@ -186,7 +198,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		for _, n := range mc.NotifyAllowNetworks {
 			p, err := netip.ParsePrefix(n)
 			if err != nil {
-				return fmt.Errorf("merchants[%d].notify_allow_networks: %w", i, err)
+				return nil, fmt.Errorf("merchants[%d].notify_allow_networks: %w", i, err)
 			}
 			m.allow = append(m.allow, p)
 		}
@@ -206,17 +218,20 @@ func (s *Server) Reload(cfg *config.Config) error {
 		snap.merchants[mc.ID] = m
 	}
 	snap.retired = retired
-	if old != nil {
-		for _, ms := range []map[string]*merchant{old.retired, old.merchants} {
-			for id, m := range ms {
-				if _, still := snap.merchants[id]; !still && snap.retired[id] == nil {
-					snap.retired[id] = m
+	return func() {
+		// Merchants the current snapshot has and this one lacks keep their
+		// work served (reloads are serialized by the caller).
+		if cur := s.snap.Load(); cur != nil {
+			for _, ms := range []map[string]*merchant{cur.retired, cur.merchants} {
+				for id, m := range ms {
+					if _, still := snap.merchants[id]; !still && snap.retired[id] == nil {
+						snap.retired[id] = m
+					}
 				}
 			}
 		}
-	}
-	s.snap.Store(snap)
-	return nil
+		s.snap.Store(snap)
+	}, nil
 }
 
 // Merchants lists the delivery settings of every merchant with work that

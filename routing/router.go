@@ -116,16 +116,31 @@ func New(cfg *config.Config, build Builder, hs HealthStore, logger *zap.Logger, 
 // their health window (unless routing.health.window or buckets changed) and
 // their breaker (unless their breaker settings changed).
 func (r *Router) Reload(cfg *config.Config) error {
-	r.reloadMu.Lock()
-	defer r.reloadMu.Unlock()
-	t, err := r.compile(cfg)
+	commit, err := r.Prepare(cfg)
 	if err != nil {
 		return err
 	}
-	t.retire(r.table.Load())
-	r.table.Store(t)
-	r.logger.Info("routing table reloaded", zap.Int("rules", len(t.rules)), zap.Int("channels", len(t.channels)))
+	commit()
 	return nil
+}
+
+// Prepare builds and validates the table of cfg (adapters included) without
+// changing anything; the returned commit swaps it in. Reloads that change
+// several components prepare them all before committing any.
+func (r *Router) Prepare(cfg *config.Config) (commit func(), err error) {
+	r.reloadMu.Lock()
+	t, err := r.compile(cfg)
+	r.reloadMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		r.reloadMu.Lock()
+		defer r.reloadMu.Unlock()
+		t.retire(r.table.Load())
+		r.table.Store(t)
+		r.logger.Info("routing table reloaded", zap.Int("rules", len(t.rules)), zap.Int("channels", len(t.channels)))
+	}, nil
 }
 
 // Table is the current routing table. Keep it for the whole request.

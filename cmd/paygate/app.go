@@ -30,17 +30,19 @@ import (
 // app is one running gateway: every component, started in dependency order
 // and stopped in reverse.
 type app struct {
-	logger  *zap.Logger
-	path    string
-	store   *store.Store
-	sim     *sandbox.Server
-	router  *routing.Router
-	gw      *gateway.Server
-	admin   *http.Server
-	notify  *notify.Dispatcher
-	recon   *gateway.Reconciler
-	watcher *config.Watcher
-	metrics *gateway.Metrics
+	logger *zap.Logger
+	path   string
+	store  *store.Store
+	sim    *sandbox.Server
+	router *routing.Router
+	gw     *gateway.Server
+	admin  *http.Server
+	// adminHandler gets the new admin token on reload.
+	adminHandler *gateway.Admin
+	notify       *notify.Dispatcher
+	recon        *gateway.Reconciler
+	watcher      *config.Watcher
+	metrics      *gateway.Metrics
 
 	addr, adminAddr string
 	ln, adminLn     net.Listener
@@ -61,10 +63,7 @@ type options struct {
 	simNow     func() time.Time // the in-process simulators' clock; nil: the wall clock
 	noWatch    bool             // do not watch the config file
 	notifyPoll time.Duration
-	// listen and adminListen are the command line's -listen and
-	// -admin-listen: they override every reloaded config too.
-	listen, adminListen string
-	reconcile           time.Duration
+	reconcile  time.Duration
 }
 
 // simulators maps a channel type to its simulator.
@@ -172,6 +171,7 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 		aopts.Sandbox = sandbox.NewClient(cfg.Sandbox.ControlListen)
 	}
 	adminHandler := gateway.NewAdmin(a.gw, a.store, aopts)
+	a.adminHandler = adminHandler
 	a.metrics.RegisterState(a.router, a.store, func() []string {
 		ms := a.gw.Merchants()
 		ids := make([]string, len(ms))
@@ -240,26 +240,13 @@ func (a *app) apply(cfg *config.Config, err error, source string) error {
 		a.mu.Lock()
 		old := a.cfg
 		a.mu.Unlock()
-		// The command line still wins, and the listeners are not rebound:
-		// keep their addresses, and a public_url derived from them.
-		applyFlags(cfg, a.opts.listen, a.opts.adminListen)
+		// The listeners are not rebound: keep their addresses (the command
+		// line's -listen included), and a public_url derived from them.
 		if cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen) {
 			cfg.Server.PublicURL = derivedPublicURL(old.Server.Listen)
 		}
 		cfg.Server.Listen, cfg.Server.AdminListen = old.Server.Listen, old.Server.AdminListen
-		if err = a.gw.Reload(cfg); err == nil {
-			a.mu.Lock()
-			a.cfg = cfg // the adapter builder reads public_url from here
-			a.mu.Unlock()
-			if err = a.router.Reload(cfg); err != nil {
-				a.mu.Lock()
-				a.cfg = old
-				a.mu.Unlock()
-				if rerr := a.gw.Reload(old); rerr != nil {
-					a.logger.Error("restoring the edge's previous config failed", zap.Error(rerr))
-				}
-			}
-		}
+		err = a.swap(cfg, old)
 	}
 	a.mu.Lock()
 	a.lastReload = gateway.ReloadStatus{At: time.Now(), OK: err == nil, Source: source}
@@ -273,6 +260,34 @@ func (a *app) apply(cfg *config.Config, err error, source string) error {
 		return err
 	}
 	a.logger.Info("config reloaded", zap.String("source", source))
+	return nil
+}
+
+// swap prepares every reloadable part of cfg — the edge's merchants, the
+// router's table and adapters, the admin token — and commits them only when
+// all of them compiled; on an error nothing has changed.
+func (a *app) swap(cfg, old *config.Config) error {
+	token, err := cfg.Server.ResolveAdminToken()
+	if err != nil {
+		return fmt.Errorf("server.admin_token: %w", err)
+	}
+	commitEdge, err := a.gw.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.cfg = cfg // the adapter builder reads public_url from here
+	a.mu.Unlock()
+	commitRouter, err := a.router.Prepare(cfg)
+	if err != nil {
+		a.mu.Lock()
+		a.cfg = old
+		a.mu.Unlock()
+		return err
+	}
+	commitEdge()
+	commitRouter()
+	a.adminHandler.SetToken(token)
 	return nil
 }
 

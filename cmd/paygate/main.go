@@ -88,7 +88,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 	defer logger.Sync()
 	redis.SetLogger(redisLogger{logger.Named("redis")}) // the one global go-redis offers; set once, here
 
-	a, err := start(cfg, *path, logger, options{listen: *listen, adminListen: *adminListen})
+	a, err := start(cfg, *path, logger, options{})
 	if err != nil {
 		logger.Error("cannot start", zap.Error(err))
 		return 1

@@ -146,7 +146,7 @@ func TestReloadKeepsCommandLineOverrides(t *testing.T) {
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	applyFlags(cfg, listen, "")
-	a, err := start(cfg, path, zap.NewNop(), options{listen: listen, noWatch: true})
+	a, err := start(cfg, path, zap.NewNop(), options{noWatch: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,4 +211,24 @@ func TestReloadRemovingChannelKeepsItsPayments(t *testing.T) {
 		t.Fatalf("refund on the removed channel: %d %s", r.Status, r.Body)
 	}
 	g.waitFor("/v1/refunds/"+r.obj(t)["refund_id"].(string), "succeeded", statusIs("succeeded"))
+}
+
+// A reload rotates the admin token: the old one stops working at once.
+func TestReloadRotatesAdminToken(t *testing.T) {
+	rs := storetest.Redis(t)
+	path := writeConfig(t, e2eOpts{redisAddr: rs.Addr()})
+	g := startFrom(t, path, options{noWatch: true})
+	b, _ := os.ReadFile(path)
+	atomicWrite(t, path, strings.Replace(string(b), `admin_token: "`+adminToken+`"`, `admin_token: "rotated-admin-token-0123"`, 1))
+	if r := g.adminCall(http.MethodPost, "/admin/config/reload", ""); r.Status != 200 {
+		t.Fatalf("reload: %d %s", r.Status, r.Body)
+	}
+	if r := g.adminCall(http.MethodGet, "/admin/channels", ""); r.Status != 401 {
+		t.Fatalf("the old token still works: %d", r.Status)
+	}
+	req := mustReq(t, http.MethodGet, g.admin+"/admin/channels", "")
+	req.Header.Set("Authorization", "Bearer rotated-admin-token-0123")
+	if r := do(t, req); r.Status != 200 {
+		t.Fatalf("the new token: %d %s", r.Status, r.Body)
+	}
 }
