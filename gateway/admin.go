@@ -344,6 +344,12 @@ func (a *Admin) sandboxPay(w http.ResponseWriter, r *http.Request, paymentID, op
 	}
 	if rec.Action != nil {
 		if err := a.openAction(r.Context(), rec.Action); err != nil {
+			if errors.Is(err, errPageRefused) {
+				// The channel would not open the payer's page (expired,
+				// closed): the payer cannot pay, which is a state, not a fault.
+				a.fail(w, apiErr(http.StatusConflict, codeInvalidState, "the channel refused the payer's page: %v", err))
+				return
+			}
 			a.fail(w, fmt.Errorf("open the payer's page: %w", err))
 			return
 		}
@@ -396,11 +402,17 @@ func (a *Admin) openAction(ctx context.Context, act *payment.Action) error {
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 400 {
+	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		return fmt.Errorf("%w: the channel answered %d", errPageRefused, resp.StatusCode)
+	}
+	if resp.StatusCode >= 500 {
 		return fmt.Errorf("the channel answered %d", resp.StatusCode)
 	}
 	return nil
 }
+
+// errPageRefused: the channel refused to show the payer's page.
+var errPageRefused = errors.New("page refused")
 
 // statusPage is the people's page (CONTRACT §7): channels, rules, last
 // reload, notification backlog.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -707,11 +708,19 @@ func (r *createPaymentRequest) validate(currencies map[string]bool) error {
 	if len(r.Metadata) > maxMetadataKeys {
 		return invalid("metadata", "at most %d keys", maxMetadataKeys)
 	}
-	for k, v := range r.Metadata {
-		if k == "" || len(k) > 64 {
-			return invalid("metadata", "keys must be 1-64 characters")
+	keys := make([]string, 0, len(r.Metadata))
+	for k := range r.Metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the first bad key named is the same on every try
+	for _, k := range keys {
+		switch n := utf8.RuneCountInString(k); {
+		case n == 0:
+			return invalid("metadata", "keys must not be empty")
+		case n > 64:
+			return invalid("metadata."+displayKey([]byte(k)), "keys must be at most 64 characters")
 		}
-		if utf8.RuneCountInString(v) > 256 {
+		if utf8.RuneCountInString(r.Metadata[k]) > 256 {
 			return invalid("metadata."+k, "must be at most 256 characters")
 		}
 	}

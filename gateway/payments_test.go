@@ -29,6 +29,11 @@ func TestCreatePaymentNativeAndIdempotency(t *testing.T) {
 	e := newEnv(t)
 	body := paymentBody("order-1001", 1999, "qr")
 	r := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", body, reqOpts{})
+	// Metadata keys are counted in characters, not bytes: 30 Chinese
+	// characters (90 bytes) are a valid key.
+	if m := e.sg.do(t, e.in.url, http.MethodPost, "/v1/payments", []byte(`{"out_trade_no":"meta-cn","amount":1,"currency":"CNY","method":"qr","subject":"S","notify_url":"https://m.example/n","metadata":{"`+strings.Repeat("键", 30)+`":"x"}}`), reqOpts{}); m.status != 201 {
+		t.Fatalf("a 30-character Chinese metadata key: %d %s", m.status, m.body)
+	}
 	if r.status != 201 {
 		t.Fatalf("create: %d %s", r.status, r.body)
 	}
@@ -57,8 +62,8 @@ func TestCreatePaymentNativeAndIdempotency(t *testing.T) {
 	if r4.status != 409 || r4.errCode(t) != "out_trade_no_conflict" {
 		t.Fatalf("conflict: %d %s", r4.status, r4.body)
 	}
-	if got := e.sim.creates.Load(); got != 1 {
-		t.Fatalf("channel orders: %d, want 1", got)
+	if got := e.sim.creates.Load(); got != 2 {
+		t.Fatalf("channel orders: %d, want 2 (order-1001 and meta-cn)", got)
 	}
 	// Read it back by id and by out_trade_no.
 	g := e.sg.do(t, e.in.url, http.MethodGet, "/v1/payments/"+id, nil, reqOpts{})
@@ -148,6 +153,7 @@ func TestCreatePaymentValidation(t *testing.T) {
 		{"client_ip", `{` + valid + `,"payer":{"client_ip":"not-an-ip"}}`, 400, "invalid_request", "payer.client_ip"},
 		{"metadata value type", `{` + valid + `,"metadata":{"a":1}}`, 400, "invalid_request", "metadata.a: must be a string"},
 		{"metadata too long", `{` + valid + `,"metadata":{"a":"` + strings.Repeat("x", 257) + `"}}`, 400, "invalid_request", "metadata.a"},
+		{"metadata key too long", `{` + valid + `,"metadata":{"` + strings.Repeat("k", 65) + `":"x"}}`, 400, "invalid_request", "metadata." + strings.Repeat("k", 64) + "..."},
 		{"trailing data", `{` + valid + `} {}`, 400, "invalid_request", "body"},
 		{"method not enabled", strings.Replace(`{`+valid+`}`, `"qr"`, `"bank_redirect"`, 1), 403, "payment_method_not_allowed", ""},
 		{"over limit", strings.Replace(`{`+valid+`}`, `100`, `5000001`, 1), 403, "amount_over_limit", ""},

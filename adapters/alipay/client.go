@@ -217,11 +217,6 @@ func (c *Client) Query(ctx context.Context, req *adapters.QueryRequest) (*adapte
 	return st, nil
 }
 
-// Close closes an unpaid trade. A trade Alipay does not know yet (QR code
-// not scanned) and one already closed count as closed: there is nothing to
-// close. Note that an unscanned precreate code stays payable until its
-// time_expire; a payment after the close is reported by notification and
-// query, and wins (CONTRACT §4).
 // errNotYetClosable: Alipay has no trade to close until the payer scans the
 // code (or opens the page), yet the code stays payable until its
 // time_expire. Closing is not possible, and nil would be a false close: the
@@ -230,6 +225,11 @@ func errNotYetClosable(c *Client, code string) error {
 	return c.fail(opClose, adapters.KindNotFound, code, "no trade to close before the payer scans the code; it stays payable until its time_expire")
 }
 
+// Close closes an unpaid (WAIT_BUYER_PAY) trade; one already closed counts
+// as closed. A trade Alipay does not know yet (QR code not scanned, page not
+// opened) cannot be closed although its code stays payable until
+// time_expire: that is errNotYetClosable (KindNotFound), never a nil that
+// would announce a false close. A paid trade is KindDeclined.
 func (c *Client) Close(ctx context.Context, req *adapters.QueryRequest) error {
 	var r closeResp
 	err := c.call(ctx, opClose, methodClose, tradeBiz{OutTradeNo: req.OrderNo}, nil, &r, &r.commonResp)

@@ -479,10 +479,10 @@ func (c *Client) query(ctx context.Context, op string, req *adapters.QueryReques
 }
 
 // Close: ACP has no close for an unpaid consume. Close queries the order:
-// paid → KindDeclined "already_paid"; anything else → nil, because the order
-// lapses at payTimeout, which paygate sets to the payment's expiry. Until
-// then the payer can still pay a posted form; the gateway's rule that money
-// taken after a close wins covers that case.
+// paid → KindDeclined "already_paid"; lapsed (69) or failed → nil (nothing
+// can be paid any more); anything else → KindDeclined "not_closable", since
+// the order stays payable until its payTimeout (the payment's expiry) and
+// nil would be a false close.
 func (c *Client) Close(ctx context.Context, req *adapters.QueryRequest) error {
 	const op = "close"
 	st, err := c.query(ctx, op, req)
