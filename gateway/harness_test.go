@@ -186,7 +186,11 @@ func startInstance(t testing.TB, cfg *config.Config, redisAddr string, opts ...g
 	}
 	t.Cleanup(func() { st.Close() })
 	build := func(ch config.Channel) (adapters.Channel, error) {
-		return wechatpay.FromConfig(ch, cfg.Server.PublicURL+"/callbacks/"+ch.ID, nil)
+		c, err := wechatpay.FromConfig(ch, cfg.Server.PublicURL+"/callbacks/"+ch.ID, nil)
+		if err != nil || wrapChannel == nil {
+			return c, err
+		}
+		return wrapChannel(c), nil
 	}
 	router, err := routing.New(cfg, build, nil, zap.NewNop())
 	if err != nil {
@@ -331,3 +335,8 @@ func otherKeySigner(t testing.TB, merchant string) *client.Signer {
 	}
 	return client.HMAC(merchant, []byte("another-hmac-secret-0123456789abcdef"))
 }
+
+// wrapChannel, when set by a test before startInstance, wraps every adapter
+// the instance builds (to make a real channel answer in a way its simulator
+// never does). Tests that set it must not run in parallel.
+var wrapChannel func(*wechatpay.Client) adapters.Channel

@@ -169,3 +169,42 @@ func TestCloseRequestedStopsRecovery(t *testing.T) {
 		t.Fatalf("orders created: %d", n)
 	}
 }
+
+// A lost create answer is not recovered once the payment has expired (a
+// code sent then could be paid after expires_at), and the payment is closed
+// only after the grace, once the channel confirms it has no such order.
+func TestNoRecoveryAfterExpiryAndTheGrace(t *testing.T) {
+	rs := storetest.Redis(t)
+	s := newSim(t)
+	cfg := testConfig(t, s.srv.URL)
+	s.start(t, cfg)
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
+	ctx := context.Background()
+	created := now().UTC().Truncate(time.Second)
+	pid := payment.NewPaymentID()
+	rec := &payment.Record{
+		Payment: payment.Payment{PaymentID: pid, MerchantID: "m-hmac", OutTradeNo: "late-1", Status: payment.StatusPending,
+			Amount: 100, Currency: "CNY", Method: payment.MethodQR, Channel: "wechat-main", Subject: "Coffee",
+			CreatedAt: created, UpdatedAt: created, ExpiresAt: created.Add(time.Minute)},
+		NotifyURL: "http://127.0.0.1:1/notify", ChannelOrderNo: payment.OrderNo(pid),
+		Attempts: []payment.Attempt{{Channel: "wechat-main", Outcome: payment.OutcomeAmbiguous, At: created}},
+	}
+	if _, ok, err := in.st.CreatePayment(ctx, nil, rec, created); err != nil || !ok {
+		t.Fatalf("seed: %v %v", ok, err)
+	}
+	rc := gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second)
+	offset.Store(int64(90 * time.Second)) // expired, inside the grace
+	rc.SweepOnce(ctx)
+	got, _ := in.st.GetPayment(ctx, nil, "m-hmac", pid)
+	if n := s.creates.Load(); n != 0 || got.Status != payment.StatusPending {
+		t.Fatalf("inside the grace: %d creates, status %s", n, got.Status)
+	}
+	offset.Store(int64(3 * time.Minute)) // past the grace
+	rc.SweepOnce(ctx)
+	got, _ = in.st.GetPayment(ctx, nil, "m-hmac", pid)
+	if n := s.creates.Load(); n != 0 || got.Status != payment.StatusClosed {
+		t.Fatalf("past the grace: %d creates, status %s", n, got.Status)
+	}
+}
