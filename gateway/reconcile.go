@@ -87,7 +87,7 @@ func (r *Reconciler) SweepOnce(ctx context.Context) {
 	}()
 	for _, m := range r.s.Merchants() {
 		for ctx.Err() == nil {
-			items, err := r.st.ClaimSweep(ctx, m.ID, r.s.now(), r.lease, r.batch)
+			items, err := r.st.ClaimSweep(ctx, m.ID, r.s.now(), r.itemLease(), r.batch)
 			if err != nil {
 				if ctx.Err() == nil {
 					r.s.logger.Warn("reconciler cannot claim", zap.String("merchant", m.ID), zap.Error(err))
@@ -273,4 +273,13 @@ func (r *Reconciler) found(kind, status string) {
 // instance.
 func (s *Server) liveCreateWindow() time.Duration {
 	return time.Duration(s.router.Table().MaxAttempts())*config.MaxChannelTimeout + 30*time.Second
+}
+
+// itemLease is how long a claimed item stays invisible to other instances:
+// the configured lease, but never less than the channel calls one item may
+// make (checking each abandoned attempt: a query and a close; then a query,
+// a create resent, a close and a query), each at the longest timeout.
+func (r *Reconciler) itemLease() time.Duration {
+	t := r.s.router.Table()
+	return max(r.lease, time.Duration(2*t.MaxAttempts()+4)*t.MaxTimeout())
 }

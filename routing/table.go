@@ -210,6 +210,15 @@ func (t *Table) retire(old *Table) {
 // payment may be tried on.
 func (t *Table) MaxAttempts() int { return t.maxAttempts }
 
+// MaxTimeout is the longest per-call timeout of the table's channels.
+func (t *Table) MaxTimeout() time.Duration {
+	var m time.Duration
+	for _, c := range t.channels {
+		m = max(m, c.timeout)
+	}
+	return m
+}
+
 // Decide routes req: the first matching rule (or the fallback) gives the
 // candidates; the ones that cannot serve it now are excluded with a reason;
 // the eligible ones are ordered by priority tier, then by a weighted random
