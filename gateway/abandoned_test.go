@@ -105,3 +105,63 @@ func TestAbandonedAttemptIsClosedAtItsChannel(t *testing.T) {
 		t.Fatalf("the payment itself changed: %+v", rec.Payment)
 	}
 }
+
+// An attempt whose channel never answers again is left to a person after
+// many looks (unverified, with an ALERT), not asked about forever.
+func TestUnanswerableAttemptEndsUnverified(t *testing.T) {
+	rs := storetest.Redis(t)
+	var simA atomic.Pointer[http.Handler]
+	simASrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*simA.Load()).ServeHTTP(w, r) }))
+	t.Cleanup(simASrv.Close)
+	// Channel A answers the create "SYSTEM_ERROR" (so paygate moves on)
+	// and then never answers anything again.
+	var dead atomic.Bool
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if dead.Load() {
+			hj, _ := w.(http.Hijacker)
+			if c, _, err := hj.Hijack(); err == nil {
+				c.Close()
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, `{"code":"SYSTEM_ERROR","message":"系统错误"}`)
+	}))
+	t.Cleanup(proxy.Close)
+	simB := newSim(t)
+	cfg := testConfig(t, proxy.URL)
+	b := cfg.Channels[0]
+	b.ID, b.BaseURL = "wechat-b", simB.srv.URL
+	b.Credentials.MchID = "1900000002"
+	cfg.Channels = append(cfg.Channels, b)
+	cfg.Routing.Exploration = 0
+	cfg.Routing.Rules = []config.Rule{{Name: "a-then-b", When: config.Match{Methods: []string{"qr"}},
+		Channels: []config.ChannelRef{{ID: "wechat-main", Weight: 1}, {ID: "wechat-b", Weight: 1, Priority: 1}}}}
+	cfgB := *cfg
+	cfgB.Channels = []config.Channel{b}
+	simB.start(t, &cfgB)
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
+	r := hmacSigner("m-hmac", hmacSecret).do(t, in.url, http.MethodPost, "/v1/payments", paymentBody("unverified-1", 400, "qr"), reqOpts{})
+	if r.status != 201 || r.json(t)["channel"] != "wechat-b" {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["payment_id"].(string)
+	dead.Store(true)
+	ctx := context.Background()
+	rc := gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second)
+	for i := 0; i < 300; i++ {
+		offset.Add(int64(10 * time.Minute))
+		rc.SweepOnce(ctx)
+		rec, _ := in.st.GetPayment(ctx, nil, "m-hmac", id)
+		if a := rec.Attempts[0]; a.Checked {
+			if a.Outcome != payment.OutcomeUnverified {
+				t.Fatalf("attempt at the dead channel: %+v", a)
+			}
+			return
+		}
+	}
+	t.Fatal("the reconciler never gave up on a channel that does not answer")
+}

@@ -281,13 +281,25 @@ func (s *Server) checksAt(r *payment.Record) time.Time {
 // and unpaid → closed there and recorded as abandoned; paid → an ALERT for a
 // person (money taken on an order nobody was shown). Attempts it could not
 // confirm now stay for the next look.
-func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record) (*payment.Record, error) {
+//
+// giveUp (the reconciler has looked many times) turns attempts that still
+// cannot be asked into "unverified", with an ALERT, instead of asking
+// forever.
+func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record, giveUp bool) (*payment.Record, error) {
 	table := s.router.Table()
 	type finding struct {
 		idx     int
 		outcome string
 	}
 	var found []finding
+	unanswered := func(i int, a payment.Attempt, why error) {
+		s.logger.Warn("cannot confirm an attempt at its channel yet", zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel), zap.Error(why))
+		if giveUp {
+			s.logger.Error("ALERT could not confirm an abandoned attempt at its channel; check that channel by hand",
+				zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel))
+			found = append(found, finding{i, payment.OutcomeUnverified})
+		}
+	}
 	for i := range rec.Attempts {
 		a := rec.Attempts[i]
 		if !a.NeedsCheck() {
@@ -295,6 +307,7 @@ func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record) (*payme
 		}
 		ch, ok := table.Channel(a.Channel)
 		if !ok {
+			unanswered(i, a, fmt.Errorf("channel %s is not configured", a.Channel))
 			continue
 		}
 		q := queryOf(rec)
@@ -304,6 +317,7 @@ func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record) (*payme
 			st, err = ch.Query(ctx, q)
 			return err
 		}); err != nil {
+			unanswered(i, a, err)
 			continue
 		}
 		switch st.Status {

@@ -20,6 +20,10 @@ type SweepStore interface {
 	Reschedule(ctx context.Context, merchant, kind, id string, at time.Time) error
 }
 
+// maxAttemptChecks is how many looks the reconciler gives an attempt it must
+// confirm at a channel that does not answer, before leaving it to a person.
+const maxAttemptChecks = 100
+
 // Reconciler makes every pending payment and refund reach the truth without
 // a callback: it queries the channel after the configured delays (then at
 // expiry), applies what it learns through the same exactly-once path as
@@ -146,7 +150,7 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 	if err != nil {
 		return time.Time{}, err
 	}
-	if rec, err = r.s.checkAttempts(ctx, rec); err != nil {
+	if rec, err = r.s.checkAttempts(ctx, rec, it.Attempt >= maxAttemptChecks); err != nil {
 		return time.Time{}, err
 	}
 	if rec.Status.Final() {

@@ -138,7 +138,8 @@ const (
 	OutcomeNotCreated = "not_created"
 	OutcomeAmbiguous  = "ambiguous"
 	OutcomeDeclined   = "declined"
-	OutcomeAbandoned  = "abandoned" // ambiguous attempt later found and closed at its channel
+	OutcomeAbandoned  = "abandoned"  // found created at its channel after paygate moved on, and closed there
+	OutcomeUnverified = "unverified" // its channel could not be asked for a long time: a person must check
 )
 
 // Record is a payment as stored: the public object plus what only paygate needs.
