@@ -26,7 +26,8 @@ func TestMessageIsTheContractsCanonicalForm(t *testing.T) {
 
 // The HMAC signature of a fixed message, computed independently with
 // `printf 'GET\n/v1/payments/pay_x\n1700000000\nabcdefghijklmnop\n\n' |
-//  openssl dgst -sha256 -hmac sandbox-demo-secret-0123456789abcdef -binary | base64`.
+//
+//	openssl dgst -sha256 -hmac sandbox-demo-secret-0123456789abcdef -binary | base64`.
 func TestHMACVector(t *testing.T) {
 	sig, err := HMAC("demo", []byte("sandbox-demo-secret-0123456789abcdef")).Sign("GET", "/v1/payments/pay_x", 1700000000, "abcdefghijklmnop", nil)
 	if err != nil {
