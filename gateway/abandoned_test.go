@@ -49,16 +49,7 @@ func TestAbandonedAttemptIsClosedAtItsChannel(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(proxy.Close)
-	simB := newSim(t)
-
-	cfg := testConfig(t, proxy.URL)
-	b := cfg.Channels[0]
-	b.ID, b.BaseURL = "wechat-b", simB.srv.URL
-	b.Credentials.MchID = "1900000002" // another merchant account: one account backs one channel
-	cfg.Channels = append(cfg.Channels, b)
-	cfg.Routing.Exploration = 0
-	cfg.Routing.Rules = []config.Rule{{Name: "a-then-b", When: config.Match{Methods: []string{"qr"}},
-		Channels: []config.ChannelRef{{ID: "wechat-main", Weight: 1}, {ID: "wechat-b", Weight: 1, Priority: 1}}}}
+	cfg := failoverConfig(t, proxy.URL)
 	startSim := func(ch config.Channel) sandbox.Sim {
 		n := sandbox.NewNotifier(ch.ID, nil, 1, func() bool { return true }, zap.NewNop())
 		t.Cleanup(n.Stop)
@@ -71,10 +62,6 @@ func TestAbandonedAttemptIsClosedAtItsChannel(t *testing.T) {
 	a := startSim(cfg.Channels[0])
 	var ah http.Handler = a
 	simA.Store(&ah)
-	cfgB := *cfg
-	cfgB.Channels = []config.Channel{b}
-	simB.start(t, &cfgB)
-
 	var offset atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
@@ -129,18 +116,7 @@ func TestUnanswerableAttemptEndsUnverified(t *testing.T) {
 		io.WriteString(w, `{"code":"SYSTEM_ERROR","message":"系统错误"}`)
 	}))
 	t.Cleanup(proxy.Close)
-	simB := newSim(t)
-	cfg := testConfig(t, proxy.URL)
-	b := cfg.Channels[0]
-	b.ID, b.BaseURL = "wechat-b", simB.srv.URL
-	b.Credentials.MchID = "1900000002"
-	cfg.Channels = append(cfg.Channels, b)
-	cfg.Routing.Exploration = 0
-	cfg.Routing.Rules = []config.Rule{{Name: "a-then-b", When: config.Match{Methods: []string{"qr"}},
-		Channels: []config.ChannelRef{{ID: "wechat-main", Weight: 1}, {ID: "wechat-b", Weight: 1, Priority: 1}}}}
-	cfgB := *cfg
-	cfgB.Channels = []config.Channel{b}
-	simB.start(t, &cfgB)
+	cfg := failoverConfig(t, proxy.URL)
 	var offset atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
 	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
@@ -164,4 +140,23 @@ func TestUnanswerableAttemptEndsUnverified(t *testing.T) {
 		}
 	}
 	t.Fatal("the reconciler never gave up on a channel that does not answer")
+}
+
+// failoverConfig routes qr to wechat-main at aURL first, then to wechat-b
+// (another merchant account), whose simulator it starts.
+func failoverConfig(t *testing.T, aURL string) *config.Config {
+	t.Helper()
+	simB := newSim(t)
+	cfg := testConfig(t, aURL)
+	b := cfg.Channels[0]
+	b.ID, b.BaseURL = "wechat-b", simB.srv.URL
+	b.Credentials.MchID = "1900000002" // one merchant account backs one channel
+	cfg.Channels = append(cfg.Channels, b)
+	cfg.Routing.Exploration = 0
+	cfg.Routing.Rules = []config.Rule{{Name: "a-then-b", When: config.Match{Methods: []string{"qr"}},
+		Channels: []config.ChannelRef{{ID: "wechat-main", Weight: 1}, {ID: "wechat-b", Weight: 1, Priority: 1}}}}
+	cfgB := *cfg
+	cfgB.Channels = []config.Channel{b}
+	simB.start(t, &cfgB)
+	return cfg
 }

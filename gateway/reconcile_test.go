@@ -18,30 +18,15 @@ import (
 // marks it ambiguous after a minute (so replays of the create answer the
 // payment instead of request_in_progress forever) and asks the channel.
 func TestReconcilerResolvesAbandonedCreate(t *testing.T) {
-	rs := storetest.Redis(t)
-	s := newSim(t)
-	cfg := testConfig(t, s.srv.URL)
-	s.start(t, cfg)
-	var offset atomic.Int64
+	s, in, offset, _ := clockedEnv(t)
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
 	sg := hmacSigner("m-hmac", hmacSecret)
 
 	// What the crashed instance left behind: the pending record with the
 	// attempt it was making, written before its channel call.
 	ctx := context.Background()
 	created := now().UTC().Truncate(time.Second)
-	pid := payment.NewPaymentID()
-	rec := &payment.Record{
-		Payment: payment.Payment{PaymentID: pid, MerchantID: "m-hmac", OutTradeNo: "crashed-1", Status: payment.StatusPending,
-			Amount: 100, Currency: "CNY", Method: payment.MethodQR, Channel: "wechat-main", Subject: "Coffee",
-			CreatedAt: created, UpdatedAt: created, ExpiresAt: created.Add(15 * time.Minute)},
-		NotifyURL: "http://127.0.0.1:1/notify", ChannelOrderNo: payment.OrderNo(pid),
-		Attempts: []payment.Attempt{{Channel: "wechat-main", At: created}},
-	}
-	if _, ok, err := in.st.CreatePayment(ctx, nil, rec, created); err != nil || !ok {
-		t.Fatalf("seed: %v %v", ok, err)
-	}
+	pid := seedPending(t, in, "crashed-1", created, 15 * time.Minute, "")
 	body := paymentBody("crashed-1", 100, "qr")
 	if r := sg.do(t, in.url, http.MethodPost, "/v1/payments", body, reqOpts{}); r.status != 409 || r.errCode(t) != "request_in_progress" {
 		t.Fatalf("while the create may still run: %d %s", r.status, r.body)
@@ -81,13 +66,7 @@ func TestReconcilerResolvesAbandonedCreate(t *testing.T) {
 func TestRemovedMerchantKeepsItsWork(t *testing.T) {
 	for _, how := range []string{"disabled", "removed"} {
 		t.Run(how, func(t *testing.T) {
-			rs := storetest.Redis(t)
-			s := newSim(t)
-			cfg := testConfig(t, s.srv.URL)
-			s.start(t, cfg)
-			var offset atomic.Int64
-			now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-			in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
+			s, in, offset, cfg := clockedEnv(t)
 			sg := hmacSigner("m-hmac", hmacSecret)
 			r := sg.do(t, in.url, http.MethodPost, "/v1/payments", paymentBody("gone-1", 300, "wechat_native"), reqOpts{})
 			if r.status != 201 {
@@ -126,27 +105,12 @@ func TestRemovedMerchantKeepsItsWork(t *testing.T) {
 // make (WeChat has no such order): paygate remembers the close, never sends
 // the create again, and closes the payment once it has expired.
 func TestCloseRequestedStopsRecovery(t *testing.T) {
-	rs := storetest.Redis(t)
-	s := newSim(t)
-	cfg := testConfig(t, s.srv.URL)
-	s.start(t, cfg)
-	var offset atomic.Int64
+	s, in, offset, _ := clockedEnv(t)
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
 	sg := hmacSigner("m-hmac", hmacSecret)
 	ctx := context.Background()
 	created := now().UTC().Truncate(time.Second)
-	pid := payment.NewPaymentID()
-	rec := &payment.Record{
-		Payment: payment.Payment{PaymentID: pid, MerchantID: "m-hmac", OutTradeNo: "lost-1", Status: payment.StatusPending,
-			Amount: 100, Currency: "CNY", Method: payment.MethodQR, Channel: "wechat-main", Subject: "Coffee",
-			CreatedAt: created, UpdatedAt: created, ExpiresAt: created.Add(15 * time.Minute)},
-		NotifyURL: "http://127.0.0.1:1/notify", ChannelOrderNo: payment.OrderNo(pid),
-		Attempts: []payment.Attempt{{Channel: "wechat-main", Outcome: payment.OutcomeAmbiguous, At: created}},
-	}
-	if _, ok, err := in.st.CreatePayment(ctx, nil, rec, created); err != nil || !ok {
-		t.Fatalf("seed: %v %v", ok, err)
-	}
+	pid := seedPending(t, in, "lost-1", created, 15 * time.Minute, payment.OutcomeAmbiguous)
 	r := sg.do(t, in.url, http.MethodPost, "/v1/payments/"+pid+"/close", nil, reqOpts{})
 	if r.status != 409 || r.errCode(t) != "invalid_state" {
 		t.Fatalf("close of an order WeChat never got: %d %s", r.status, r.body)
@@ -174,26 +138,11 @@ func TestCloseRequestedStopsRecovery(t *testing.T) {
 // code sent then could be paid after expires_at), and the payment is closed
 // only after the grace, once the channel confirms it has no such order.
 func TestNoRecoveryAfterExpiryAndTheGrace(t *testing.T) {
-	rs := storetest.Redis(t)
-	s := newSim(t)
-	cfg := testConfig(t, s.srv.URL)
-	s.start(t, cfg)
-	var offset atomic.Int64
+	s, in, offset, _ := clockedEnv(t)
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(now))
 	ctx := context.Background()
 	created := now().UTC().Truncate(time.Second)
-	pid := payment.NewPaymentID()
-	rec := &payment.Record{
-		Payment: payment.Payment{PaymentID: pid, MerchantID: "m-hmac", OutTradeNo: "late-1", Status: payment.StatusPending,
-			Amount: 100, Currency: "CNY", Method: payment.MethodQR, Channel: "wechat-main", Subject: "Coffee",
-			CreatedAt: created, UpdatedAt: created, ExpiresAt: created.Add(time.Minute)},
-		NotifyURL: "http://127.0.0.1:1/notify", ChannelOrderNo: payment.OrderNo(pid),
-		Attempts: []payment.Attempt{{Channel: "wechat-main", Outcome: payment.OutcomeAmbiguous, At: created}},
-	}
-	if _, ok, err := in.st.CreatePayment(ctx, nil, rec, created); err != nil || !ok {
-		t.Fatalf("seed: %v %v", ok, err)
-	}
+	pid := seedPending(t, in, "late-1", created, time.Minute, payment.OutcomeAmbiguous)
 	rc := gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second)
 	offset.Store(int64(90 * time.Second)) // expired, inside the grace
 	rc.SweepOnce(ctx)
@@ -207,4 +156,36 @@ func TestNoRecoveryAfterExpiryAndTheGrace(t *testing.T) {
 	if n := s.creates.Load(); n != 0 || got.Status != payment.StatusClosed {
 		t.Fatalf("past the grace: %d creates, status %s", n, got.Status)
 	}
+}
+
+// clockedEnv is a redis-server, a WeChat simulator and one edge whose clock
+// the test moves by offset (the clock the reconciler reads too).
+func clockedEnv(t *testing.T) (*sim, *instance, *atomic.Int64, *config.Config) {
+	t.Helper()
+	rs := storetest.Redis(t)
+	s := newSim(t)
+	cfg := testConfig(t, s.srv.URL)
+	s.start(t, cfg)
+	offset := new(atomic.Int64)
+	in := startInstance(t, cfg, rs.Addr(), gateway.WithClock(func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }))
+	return s, in, offset, cfg
+}
+
+// seedPending stores, as a gateway instance would before its channel call,
+// a pending qr payment of m-hmac on wechat-main whose one attempt has the
+// given outcome ("" = the call never returned); it returns the payment id.
+func seedPending(t *testing.T, in *instance, otn string, created time.Time, expiresIn time.Duration, outcome string) string {
+	t.Helper()
+	pid := payment.NewPaymentID()
+	rec := &payment.Record{
+		Payment: payment.Payment{PaymentID: pid, MerchantID: "m-hmac", OutTradeNo: otn, Status: payment.StatusPending,
+			Amount: 100, Currency: "CNY", Method: payment.MethodQR, Channel: "wechat-main", Subject: "Coffee",
+			CreatedAt: created, UpdatedAt: created, ExpiresAt: created.Add(expiresIn)},
+		NotifyURL: "http://127.0.0.1:1/notify", ChannelOrderNo: payment.OrderNo(pid),
+		Attempts: []payment.Attempt{{Channel: "wechat-main", Outcome: outcome, At: created}},
+	}
+	if _, ok, err := in.st.CreatePayment(context.Background(), nil, rec, created); err != nil || !ok {
+		t.Fatalf("seed: %v %v", ok, err)
+	}
+	return pid
 }
