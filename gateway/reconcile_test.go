@@ -26,7 +26,7 @@ func TestReconcilerResolvesAbandonedCreate(t *testing.T) {
 	// attempt it was making, written before its channel call.
 	ctx := context.Background()
 	created := now().UTC().Truncate(time.Second)
-	pid := seedPending(t, in, "crashed-1", created, 15 * time.Minute, "")
+	pid := seedPending(t, in, "crashed-1", created, 15*time.Minute, "")
 	body := paymentBody("crashed-1", 100, "qr")
 	if r := sg.do(t, in.url, http.MethodPost, "/v1/payments", body, reqOpts{}); r.status != 409 || r.errCode(t) != "request_in_progress" {
 		t.Fatalf("while the create may still run: %d %s", r.status, r.body)
@@ -110,7 +110,7 @@ func TestCloseRequestedStopsRecovery(t *testing.T) {
 	sg := hmacSigner("m-hmac", hmacSecret)
 	ctx := context.Background()
 	created := now().UTC().Truncate(time.Second)
-	pid := seedPending(t, in, "lost-1", created, 15 * time.Minute, payment.OutcomeAmbiguous)
+	pid := seedPending(t, in, "lost-1", created, 15*time.Minute, payment.OutcomeAmbiguous)
 	r := sg.do(t, in.url, http.MethodPost, "/v1/payments/"+pid+"/close", nil, reqOpts{})
 	if r.status != 409 || r.errCode(t) != "invalid_state" {
 		t.Fatalf("close of an order WeChat never got: %d %s", r.status, r.body)
