@@ -69,12 +69,6 @@ var typeMethods = map[string][]payment.Method{
 	TypeBank:   {payment.MethodQR, payment.MethodBankRedirect},
 }
 
-// TypeMethods returns the methods a channel type can serve (nil for an
-// unknown type).
-func TypeMethods(channelType string) []payment.Method {
-	return append([]payment.Method(nil), typeMethods[channelType]...)
-}
-
 // typeCredentials lists the credential keys each channel type uses.
 var typeCredentials = map[string][]string{
 	TypeWechat: {"mchid", "appid", "serial_no", "apiv3_key", "apiv3_key_env", "apiv3_key_file",

@@ -180,14 +180,6 @@ func WithObserver(o Observer) Option { return func(d *Dispatcher) { d.obs = o } 
 // (default net.DefaultResolver).
 func WithResolver(r Resolver) Option { return func(d *Dispatcher) { d.resolver = r } }
 
-// WithClientFactory replaces how the HTTP client of a merchant is built
-// (default: NewClient(NewDialer(m.AllowNetworks, resolver), cfg.Timeout)).
-// A factory that does not dial through a Dialer gives up the SSRF policy.
-// It is called again whenever the merchant's allow list changes.
-func WithClientFactory(f func(m Merchant) *http.Client) Option {
-	return func(d *Dispatcher) { d.newClient = f }
-}
-
 // Dispatcher delivers the outbox: one poller claims due events, merchant by
 // merchant, never more than there are idle workers (so nothing claimed waits
 // out its lease in a queue), and Workers goroutines POST them. It owns its
@@ -204,7 +196,6 @@ type Dispatcher struct {
 	now       func() time.Time
 	obs       Observer
 	resolver  Resolver
-	newClient func(Merchant) *http.Client
 	rnd       func() float64 // [0,1), for jitter
 
 	wake chan struct{}
@@ -246,11 +237,6 @@ func NewDispatcher(st Store, merchants MerchantSource, cfg Config, logger *zap.L
 	}
 	for _, o := range opts {
 		o(d)
-	}
-	if d.newClient == nil {
-		d.newClient = func(m Merchant) *http.Client {
-			return NewClient(NewDialer(m.AllowNetworks, d.resolver), d.cfg.Timeout)
-		}
 	}
 	return d
 }
@@ -631,7 +617,9 @@ func (d *Dispatcher) client(m Merchant) *http.Client {
 		}
 		c.client.CloseIdleConnections()
 	}
-	c := &merchantClient{key: key, client: d.newClient(m)}
+	// Every merchant's client dials through the SSRF-safe Dialer with its
+	// own allow list.
+	c := &merchantClient{key: key, client: NewClient(NewDialer(m.AllowNetworks, d.resolver), d.cfg.Timeout)}
 	d.clients[m.ID] = c
 	return c.client
 }
