@@ -195,7 +195,7 @@ const expiryGrace = time.Minute
 //     expiryGrace). An order the channel reports pending is never called
 //     closed, whatever the clock says.
 //
-// Otherwise the payment stays pending (the caller answers 409 or looks again
+// Otherwise the payment stays pending (the caller refuses the close or looks again
 // later). If the channel reports the order paid, that is applied instead
 // (the payment becomes succeeded).
 func (e *Engine) closeAtChannel(rec *payment.Record, source string) (*payment.Record, error) {
