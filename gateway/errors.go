@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/risk"
 	"github.com/paygate/paygate/store"
 )
 
@@ -24,6 +25,7 @@ const (
 	codeNonceReplayed       = "nonce_replayed"
 	codeMethodNotAllowed    = "payment_method_not_allowed"
 	codeAmountOverLimit     = "amount_over_limit"
+	codeRiskRejected        = "risk_rejected"
 	codeNotFound            = "not_found"
 	codeHTTPMethod          = "http_method_not_allowed"
 	codeOutTradeNoConflict  = "out_trade_no_conflict"
@@ -73,6 +75,10 @@ func statusOf(err error) (int, string, string) {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Status, e.Code, e.Message
+	}
+	var re *risk.RejectedError
+	if errors.As(err, &re) { // the rule is logged, never named to the merchant
+		return http.StatusForbidden, codeRiskRejected, "the payment was refused by risk controls"
 	}
 	switch {
 	case errors.Is(err, store.ErrUnavailable):

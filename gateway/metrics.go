@@ -26,6 +26,7 @@ type Metrics struct {
 	notifyLatency prometheus.Histogram
 	reloads       *prometheus.CounterVec
 	reconciled    *prometheus.CounterVec
+	riskDecisions *prometheus.CounterVec
 }
 
 // NewMetrics registers paygate's collectors (and the Go/process ones) on a
@@ -59,10 +60,20 @@ func NewMetrics() *Metrics {
 		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paygate_reconciler_resolved_total", Help: "Pending payments and refunds the reconciler brought to a final status, by kind and status.",
 		}, []string{"kind", "status"}),
+		riskDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_risk_decisions_total", Help: "Risk rule decisions on payment creates: passed (the create was counted) or refused (the deciding rule).",
+		}, []string{"rule", "outcome"}),
 	}
+	m.reg.MustRegister(m.riskDecisions)
 	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// RiskDecision counts a risk rule's decision (risk.Observer). Rule names
+// come from the config, so the label stays bounded.
+func (m *Metrics) RiskDecision(rule, outcome string) {
+	m.riskDecisions.WithLabelValues(rule, outcome).Inc()
 }
 
 // Handler serves the Prometheus text format.

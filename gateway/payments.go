@@ -107,6 +107,9 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 	if max := table.MaxAttempts(); len(eligible) > max {
 		eligible = eligible[:max]
 	}
+	if err := s.risk.Check(rl.ctx, nonce, riskRequestOf(m.id, &req)); err != nil {
+		return err // a refusal claimed the nonce; nothing was stored or counted
+	}
 
 	pid := payment.NewPaymentID()
 	rec := &payment.Record{

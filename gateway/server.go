@@ -23,6 +23,7 @@ import (
 
 	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/risk"
 	"github.com/paygate/paygate/routing"
 	"github.com/paygate/paygate/store"
 )
@@ -35,6 +36,7 @@ type Store interface {
 	Throttle(ctx context.Context, merchant, key string, ttl time.Duration) (bool, error)
 	Reschedule(ctx context.Context, merchant, kind, id string, at time.Time) error
 	Ping(ctx context.Context) error
+	risk.Counter
 }
 
 // PaymentStore keeps payments.
@@ -94,6 +96,7 @@ type Server struct {
 
 	onEvent func()   // called after an event was enqueued (wakes the notifier)
 	metrics *Metrics // nil: none
+	risk    *risk.Engine
 }
 
 // Option configures a Server.
@@ -118,6 +121,14 @@ func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logge
 	var rb [6]byte
 	rand.Read(rb[:])
 	s.reqPrefix = "req_" + fmt.Sprintf("%x", rb[:]) + "_"
+	ropts := []risk.Option{risk.WithClock(func() time.Time { return s.now() })}
+	if s.metrics != nil {
+		ropts = append(ropts, risk.WithObserver(s.metrics))
+	}
+	var err error
+	if s.risk, err = risk.New(cfg.Risk, st, s.logger, ropts...); err != nil {
+		return nil, err
+	}
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -218,7 +229,12 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 		snap.merchants[mc.ID] = m
 	}
 	snap.retired = retired
+	commitRisk, err := s.risk.Prepare(cfg.Risk)
+	if err != nil {
+		return nil, err
+	}
 	return func() {
+		commitRisk()
 		// Merchants the current snapshot has and this one lacks keep their
 		// work served (reloads are serialized by the caller).
 		if cur := s.snap.Load(); cur != nil {
