@@ -199,6 +199,7 @@ func (e *Engine) Explain(ctx context.Context, req Request) (*Explanation, error)
 		case !v.applies:
 			out.Outcome = OutcomeNotApplicable
 		case v.r.limit:
+			out.Reason = v.r.describe()
 			u := used[k]
 			k++
 			out.Used, out.Adds, out.Limit = &u, v.limit.Add, v.limit.Max

@@ -126,7 +126,7 @@ func (t *Table) Len() int { return len(t.rules) }
 type verdict struct {
 	r       *rule
 	applies bool
-	reason  string // why it does not apply, or what it checks
+	reason  string // why it does not apply, or what a block found
 	blocked bool   // a block rule that matches
 	limit   store.RiskLimit
 }
@@ -175,8 +175,8 @@ func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// storeLimit is the counter a limit rule uses for req; an empty ID when the
-// request lacks the rule's `by` value (the rule does not apply).
+// storeLimit is the counter a limit rule uses for req; an empty ID, and
+// why, when the request lacks the rule's `by` value (the rule does not apply).
 //
 // The counter ID names the rule, what it counts and its window, so that
 // changing a rule's kind or window starts fresh counters instead of
@@ -202,7 +202,7 @@ func (r *rule) storeLimit(req Request, ip netip.Addr, ipOK bool) (store.RiskLimi
 		}
 		id += "ip:" + digest(ip.String())
 	}
-	return store.RiskLimit{ID: id, Max: r.max, Add: add, Window: r.per}, r.describe()
+	return store.RiskLimit{ID: id, Max: r.max, Add: add, Window: r.per}, ""
 }
 
 // digest is a short, stable hash of a payer value for counter keys.

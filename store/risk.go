@@ -17,10 +17,11 @@ import (
 // tag, so that one script can check and count every limit of a create, with
 // its nonce and out_trade_no index, on one Cluster slot. Its fields are
 // time buckets (bucket index = unix ms / (window / riskBuckets)) holding the
-// sum added in that bucket; the window is the last riskBuckets buckets, the
-// current one included. A hash therefore holds at most riskBuckets+1 fields
-// (stale ones are deleted when it is next checked) and expires one window
-// after its last count: nothing grows without bound.
+// sum added in that bucket, plus the running total and a low-water mark
+// (luaRiskUsage); the window is the last riskBuckets buckets, the current
+// one included. A hash therefore holds at most riskBuckets+2 fields (stale
+// ones are deleted when it is next checked) and expires one window after its
+// last count: nothing grows without bound.
 
 // riskBuckets is how many buckets a window is cut into: a count leaves the
 // window between window − window/riskBuckets and window after it was made.
@@ -58,18 +59,37 @@ type RiskResult struct {
 	Limit int
 }
 
-// luaRiskUsage sums a counter's buckets from the lowest one in the window;
-// with prune, it deletes the older ones.
+// luaRiskUsage reads a counter's window. Besides its bucket fields a
+// counter keeps two: "sum", the total of its buckets, and "lo", at or below
+// its lowest bucket. A check therefore costs O(1) however full the window
+// is: it reads sum and lo, and only subtracts the buckets from lo up to the
+// window's lowest one, which have just left the window (usually none or
+// one). With prune, those are deleted and lo is moved up; a counter idle for
+// much longer than its window (its buckets far behind) is summed afresh.
 const luaRiskUsage = `
 local function usage(key, lo, prune)
-  local h = redis.call('HGETALL', key)
-  local sum, stale = 0, {}
-  lo = tonumber(lo)
-  for j = 1, #h, 2 do
-    if tonumber(h[j]) < lo then stale[#stale + 1] = h[j] else sum = sum + tonumber(h[j + 1]) end
+  local h = redis.call('HMGET', key, 'sum', 'lo')
+  local sum, from, low = tonumber(h[1]) or 0, tonumber(h[2]), tonumber(lo)
+  if not from or from >= low then return sum end
+  local stale, gone = {}, 0
+  if low - from <= 256 then
+    for f = from, low - 1 do stale[#stale + 1] = tostring(f) end
+    local v = redis.call('HMGET', key, unpack(stale))
+    for i = 1, #v do gone = gone + (tonumber(v[i]) or 0) end
+  else
+    local all, fresh = redis.call('HGETALL', key), 0
+    for j = 1, #all, 2 do
+      local f = tonumber(all[j])
+      if f and f < low then stale[#stale + 1] = all[j] elseif f then fresh = fresh + tonumber(all[j + 1]) end
+    end
+    gone = sum - fresh
   end
-  if prune and #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  return sum
+  if prune then
+    if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+    if gone ~= 0 then redis.call('HINCRBY', key, 'sum', -gone) end
+    redis.call('HSET', key, 'lo', lo)
+  end
+  return sum - gone
 end
 `
 
@@ -92,6 +112,13 @@ end
 for i = 3, #KEYS do
   local a = 3 + (i - 3) * 5
   redis.call('HINCRBY', KEYS[i], ARGV[a + 2], ARGV[a + 1])
+  redis.call('HINCRBY', KEYS[i], 'sum', ARGV[a + 1])
+  local cur = tonumber(redis.call('HGET', KEYS[i], 'lo'))
+  if not cur then
+    redis.call('HSET', KEYS[i], 'lo', ARGV[a + 3])
+  elseif tonumber(ARGV[a + 2]) < cur then
+    redis.call('HSET', KEYS[i], 'lo', ARGV[a + 2]) -- a clock behind the others'
+  end
   redis.call('PEXPIRE', KEYS[i], ARGV[a + 4])
 end
 return {'ok'}

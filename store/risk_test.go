@@ -70,6 +70,45 @@ func testRisk(t *testing.T, e env) {
 	if r, err := s.RiskCheck(ctx, nil, m, "c-1", true, []RiskLimit{fresh}, t0); err != nil || r != (RiskResult{RiskRefused, -1}) {
 		t.Fatalf("block: %+v, %v", r, err)
 	}
+	// A counter idle for far longer than its window (its key alive only
+	// because the test's clock is not Redis') is summed afresh.
+	later := t0.Add(10 * time.Minute)
+	if got := check("d-1", later, count); got.Outcome != RiskCounted {
+		t.Fatalf("10 min later: %+v", got)
+	}
+	usage := func(at time.Time, l RiskLimit) int64 {
+		t.Helper()
+		u, err := s.RiskUsage(ctx, m, []RiskLimit{l}, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u[0]
+	}
+	if u := usage(later, count); u != 1 {
+		t.Fatalf("usage 10 min later = %d, want 1", u)
+	}
+	// An instance whose clock is 2 min behind counts in a bucket below the
+	// others' window: for its own clock both counts are in the window (a
+	// bucket ahead of the clock counts: skew errs towards refusing), and
+	// for the others its count has left the window as soon as they look.
+	if got := check("d-2", later.Add(-2*time.Minute), count); got.Outcome != RiskCounted {
+		t.Fatalf("a clock behind: %+v", got)
+	}
+	if u := usage(later.Add(-2*time.Minute), count); u != 2 {
+		t.Fatalf("usage for the clock behind = %d, want 2", u)
+	}
+	if u := usage(later, count); u != 1 {
+		t.Fatalf("usage 10 min later after a count from a clock behind = %d, want 1", u)
+	}
+	if got := check("d-3", later, count); got.Outcome != RiskCounted {
+		t.Fatalf("second count 10 min later: %+v", got)
+	}
+	if got := check("d-4", later, count); got.Outcome != RiskRefused {
+		t.Fatalf("third count 10 min later: %+v, want refused", got)
+	}
+	if n := s.rdb.HLen(ctx, s.k.risk(m, count.ID)).Val(); n > riskBuckets+2 {
+		t.Fatalf("counter holds %d fields", n)
+	}
 	// The counter key expires: nothing stays behind.
 	if ttl := s.rdb.PTTL(ctx, s.k.risk(m, fresh.ID)).Val(); ttl > 0 {
 		t.Fatalf("a never-counted counter exists with ttl %v", ttl)
