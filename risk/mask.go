@@ -9,13 +9,14 @@ import (
 // without writing the identifier: the first 3 and last 2 characters of a
 // long one, nothing of a short one.
 func MaskOpenID(s string) string {
+	r := []rune(s)
 	switch {
-	case s == "":
+	case len(r) == 0:
 		return ""
-	case len(s) < 10:
+	case len(r) < 10:
 		return "***"
 	}
-	return s[:3] + "***" + s[len(s)-2:]
+	return string(r[:3]) + "***" + string(r[len(r)-2:])
 }
 
 // MaskIP keeps the network of a client address (/16 of IPv4, /32 of IPv6)
