@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -32,6 +33,9 @@ risk:
 	}
 	if !reflect.DeepEqual(cfg.Risk.Rules, want) {
 		t.Errorf("rules = %+v\nwant %+v", cfg.Risk.Rules, want)
+	}
+	if s := cfg.Summary(); !strings.HasPrefix(s, "3 merchants, 4 channels, 2 routing rules, 3 risk rules;") {
+		t.Errorf("summary = %q", s)
 	}
 }
 
