@@ -2,6 +2,7 @@ package risk
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,10 @@ type RejectedError struct {
 }
 
 func (e *RejectedError) Error() string { return "refused by risk rule " + e.Rule }
+
+// errNoCounter: rules apply but the engine was built without a store (a
+// wiring mistake); the create fails closed instead of going unchecked.
+var errNoCounter = errors.New("risk: rules apply but no counter store is configured")
 
 // Engine checks creates against the current table.
 type Engine struct {
@@ -115,6 +120,9 @@ func (e *Engine) Check(ctx context.Context, n *store.Nonce, req Request) error {
 	if block != nil {
 		limits = nil // refused whatever the limits say; count nothing
 	}
+	if e.counter == nil {
+		return errNoCounter
+	}
 	res, err := e.counter.RiskCheck(ctx, n, req.Merchant, req.OutTradeNo, block != nil, limits, e.now())
 	if err != nil {
 		return err
@@ -182,6 +190,9 @@ func (e *Engine) Explain(ctx context.Context, req Request) (*Explanation, error)
 	}
 	var used []int64
 	if len(limits) > 0 {
+		if e.counter == nil {
+			return nil, errNoCounter
+		}
 		var err error
 		if used, err = e.counter.RiskUsage(ctx, req.Merchant, limits, e.now()); err != nil {
 			return nil, err

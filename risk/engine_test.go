@@ -429,3 +429,17 @@ func TestMask(t *testing.T) {
 		}
 	}
 }
+
+func TestNoCounterFailsClosed(t *testing.T) {
+	t.Parallel()
+	e, err := risk.New(rules(t, perIP), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Check(context.Background(), nil, req("192.0.2.1")); err == nil || rejectedBy(err) != "" {
+		t.Fatalf("check without a store: %v, want an error", err)
+	}
+	if err := e.Check(context.Background(), nil, req("")); err != nil {
+		t.Fatalf("a request no rule applies to needs no store: %v", err)
+	}
+}
