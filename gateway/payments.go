@@ -108,7 +108,7 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 		eligible = eligible[:max]
 	}
 	if err := s.risk.Check(rl.ctx, nonce, riskRequestOf(m.id, &req)); err != nil {
-		return err // a refusal claimed the nonce; nothing was stored or counted
+		return s.rejectAfterNonce(rl.ctx, nonce, err) // nothing was stored or counted
 	}
 
 	pid := payment.NewPaymentID()

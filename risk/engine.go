@@ -94,9 +94,12 @@ func (e *Engine) Table() *Table { return e.table.Load() }
 // unjudged and uncounted (the create path answers the replay or the
 // conflict); a matching block rule refuses; a limit without room refuses
 // (the first one in config order); else the create is counted in every
-// applicable limit. A refusal counts nothing, claims the nonce, and is a
-// *RejectedError; nothing is stored, so a retry of the same out_trade_no is
-// judged afresh.
+// applicable limit. A refusal counts nothing and is a *RejectedError;
+// nothing is stored, so a retry of the same out_trade_no is judged afresh.
+//
+// Check never claims n: after a pass the create claims it; after any error
+// the caller claims it, as for every refused create (the engine's Gate
+// contract: refuseAfterNonce).
 func (e *Engine) Check(ctx context.Context, n *store.Nonce, req Request) error {
 	vs := e.table.Load().judge(req)
 	var (

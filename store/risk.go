@@ -44,7 +44,7 @@ const (
 	// RiskCounted: every limit had room; the create was added to all of them.
 	RiskCounted RiskOutcome = iota
 	// RiskRefused: the block flag was set or a limit had no room; nothing
-	// was counted and the nonce was claimed (the request is answered).
+	// was counted. The nonce is left for the caller to claim with its answer.
 	RiskRefused
 	// RiskExists: the out_trade_no is already indexed (a replay or a
 	// conflict, answered by CreatePayment); nothing was checked or counted.
@@ -94,20 +94,16 @@ end
 `
 
 // scRiskCheck: KEYS nonce, out_trade_no index, then one counter per limit.
-// ARGV ttl, block ('1': refuse), then per limit: max, add, bucket, lowest
-// bucket of the window, ttl ms. Every limit is checked before any is
+// ARGV ttl (only tested for '': no nonce), block ('1': refuse), then per
+// limit: max, add, bucket, lowest bucket of the window, ttl ms. Every limit is checked before any is
 // counted, so a refused create consumes no window.
 var scRiskCheck = redis.NewScript(luaRiskUsage + `
 if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then return {'replay'} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'exists'} end
-local function refuse(i)
-  if ARGV[1] ~= '' then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
-  return {'refused', i}
-end
-if ARGV[2] == '1' then return refuse(0) end
+if ARGV[2] == '1' then return {'refused', 0} end
 for i = 3, #KEYS do
   local a = 3 + (i - 3) * 5
-  if usage(KEYS[i], ARGV[a + 3], true) + tonumber(ARGV[a + 1]) > tonumber(ARGV[a]) then return refuse(i - 2) end
+  if usage(KEYS[i], ARGV[a + 3], true) + tonumber(ARGV[a + 1]) > tonumber(ARGV[a]) then return {'refused', i - 2} end
 end
 for i = 3, #KEYS do
   local a = 3 + (i - 3) * 5
@@ -154,8 +150,9 @@ func (s *Store) riskArgs(merchant string, l RiskLimit, now time.Time) (key strin
 //     one, nothing counted.
 //   - else RiskCounted: Add is added to every limit.
 //
-// A refusal claims n, since the request is answered by it. A count leaves n
-// unclaimed: CreatePayment claims it.
+// n is only read, never claimed: the create claims it after a count, and
+// the caller claims it with a refusal (as it does for any refused create).
+// A claimed n is checked here so that a replayed request is never counted.
 func (s *Store) RiskCheck(ctx context.Context, n *Nonce, merchant, outTradeNo string, block bool, limits []RiskLimit, now time.Time) (RiskResult, error) {
 	if merchant == "" {
 		return RiskResult{}, errEmptyMerchant

@@ -118,8 +118,9 @@ func testRisk(t *testing.T, e env) {
 	}
 }
 
-// testRiskNonce: a refusal claims the nonce; a count leaves it to
-// CreatePayment; a claimed nonce is a replay before anything else.
+// testRiskNonce: the check never claims the nonce (the create, or the
+// caller's refusal, does); a claimed nonce is a replay before anything else
+// and counts nothing.
 func testRiskNonce(t *testing.T, e env) {
 	ctx := context.Background()
 	m := merchantOf(t)
@@ -136,11 +137,15 @@ func testRiskNonce(t *testing.T, e env) {
 	if r, err := s.RiskCheck(ctx, n2, m, "o-2", false, []RiskLimit{one}, t0); err != nil || r.Outcome != RiskRefused {
 		t.Fatalf("second: %+v, %v", r, err)
 	}
-	if err := s.ClaimNonce(ctx, *n2); !errors.Is(err, ErrNonceReplayed) {
-		t.Fatalf("a refusal left the nonce unclaimed: %v", err)
+	if err := s.ClaimNonce(ctx, *n2); err != nil {
+		t.Fatalf("a refusal claimed the nonce: %v", err)
 	}
-	if _, err := s.RiskCheck(ctx, n2, m, "o-3", false, nil, t0); !errors.Is(err, ErrNonceReplayed) {
+	fresh := RiskLimit{ID: "fresh:count:60000:m", Max: 5, Add: 1, Window: time.Minute}
+	if _, err := s.RiskCheck(ctx, n2, m, "o-3", false, []RiskLimit{fresh}, t0); !errors.Is(err, ErrNonceReplayed) {
 		t.Fatalf("claimed nonce: %v, want ErrNonceReplayed", err)
+	}
+	if u, err := s.RiskUsage(ctx, m, []RiskLimit{fresh}, t0); err != nil || u[0] != 0 {
+		t.Fatalf("a replayed nonce was counted: %v %v", u, err)
 	}
 }
 
