@@ -94,7 +94,7 @@ end
 `
 
 // scRiskCheck: KEYS nonce, out_trade_no index, then one counter per limit.
-// ARGV ttl (only tested for '': no nonce), block ('1': refuse), then per
+// ARGV ttl (only tested for ”: no nonce), block ('1': refuse), then per
 // limit: max, add, bucket, lowest bucket of the window, ttl ms. Every limit is checked before any is
 // counted, so a refused create consumes no window.
 var scRiskCheck = redis.NewScript(luaRiskUsage + `
