@@ -94,9 +94,10 @@ end
 `
 
 // scRiskCheck: KEYS nonce, out_trade_no index, then one counter per limit.
-// ARGV ttl (only tested for ”: no nonce), block ('1': refuse), then per
-// limit: max, add, bucket, lowest bucket of the window, ttl ms. Every limit is checked before any is
-// counted, so a refused create consumes no window.
+// ARGV ttl (empty: no nonce; otherwise only its presence matters), block
+// ("1": refuse), then per limit: max, add, bucket, lowest bucket of the
+// window, ttl ms. Every limit is checked before any is counted, so a
+// refused create consumes no window.
 var scRiskCheck = redis.NewScript(luaRiskUsage + `
 if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then return {'replay'} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'exists'} end
