@@ -13,6 +13,7 @@ import (
 
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/risk"
 	"github.com/paygate/paygate/routing"
 	"github.com/paygate/paygate/store"
 )
@@ -107,7 +108,7 @@ func (s *Server) createPayment(ctx *fasthttp.RequestCtx, rl *reqLog) error {
 	if max := table.MaxAttempts(); len(eligible) > max {
 		eligible = eligible[:max]
 	}
-	if err := s.risk.Check(rl.ctx, nonce, riskRequestOf(m.id, &req)); err != nil {
+	if err := s.risk.Check(rl.ctx, nonce, risk.RequestOf(m.id, req.OutTradeNo, method, req.amount, payerOf(&req))); err != nil {
 		return s.rejectAfterNonce(rl.ctx, nonce, err) // nothing was stored or counted
 	}
 

@@ -11,15 +11,6 @@ import (
 	"github.com/paygate/paygate/risk"
 )
 
-// riskRequestOf is what the risk rules see of a validated create.
-func riskRequestOf(merchant string, req *createPaymentRequest) risk.Request {
-	r := risk.Request{Merchant: merchant, OutTradeNo: req.OutTradeNo, Method: payment.Method(req.Method), Amount: req.amount}
-	if req.Payer != nil {
-		r.OpenID, r.ClientIP = req.Payer.OpenID, req.Payer.ClientIP
-	}
-	return r
-}
-
 // riskExplain serves GET /admin/risk/explain?merchant=&method=&amount=&openid=&client_ip=:
 // what the risk rules would decide of such a payment now, counting nothing.
 func (a *Admin) riskExplain(w http.ResponseWriter, r *http.Request) {

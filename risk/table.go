@@ -30,6 +30,15 @@ type Request struct {
 	ClientIP   string // as sent; "" when the request has none
 }
 
+// RequestOf is the Request of a create (payer may be nil).
+func RequestOf(merchant, outTradeNo string, method payment.Method, amount int64, payer *payment.Payer) Request {
+	r := Request{Merchant: merchant, OutTradeNo: outTradeNo, Method: method, Amount: amount}
+	if payer != nil {
+		r.OpenID, r.ClientIP = payer.OpenID, payer.ClientIP
+	}
+	return r
+}
+
 // Kinds of rule.
 const (
 	KindLimit = "limit"
