@@ -10,18 +10,22 @@ import (
 	"github.com/paygate/paygate/store/storetest"
 )
 
-// Risk rules through the whole binary's wiring: a refusal is 403 with
-// nothing created, the metric and the status page show the rule, and a
-// reload changes the limit.
+// Risk rules through the whole binary's wiring, on Redis and on the
+// embedded store: a refusal is 403 with nothing created, the metric and the
+// status page show the rule, and a reload changes the limit.
 func TestRiskEndToEnd(t *testing.T) {
-	rs := storetest.Redis(t)
+	t.Run("redis", func(t *testing.T) { testRiskEndToEnd(t, storetest.Redis(t).Addr()) })
+	t.Run("embedded", func(t *testing.T) { testRiskEndToEnd(t, "") })
+}
+
+func testRiskEndToEnd(t *testing.T, redisAddr string) {
 	const rules = `
 risk:
   rules:
     - name: per-payer
       limit: {count: 2, per: 1m, by: payer.openid}
 `
-	path := writeConfig(t, e2eOpts{redisAddr: rs.Addr(), extra: rules})
+	path := writeConfig(t, e2eOpts{redisAddr: redisAddr, extra: rules})
 	g := startFrom(t, path, options{notifyPoll: 20 * time.Millisecond, noWatch: true})
 	site := newMerchantSite(t)
 	g.mustCreate("risk-1", 100, "qr", site.url())
