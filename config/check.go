@@ -34,6 +34,9 @@ func (c *Config) Summary() string {
 		plural(len(c.Merchants), "merchant") + ", " + plural(len(c.Channels), "channel") + ", " +
 			plural(len(c.Routing.Rules), "routing rule"),
 	}
+	if n := len(c.Risk.Rules); n > 0 {
+		parts[0] += ", " + plural(n, "risk rule")
+	}
 	if c.Sandbox.Enabled {
 		parts = append(parts, "sandbox mode")
 	}

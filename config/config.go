@@ -22,6 +22,7 @@ type Config struct {
 	Routing       Routing       `yaml:"routing"`
 	Notifications Notifications `yaml:"notifications"`
 	Reconcile     Reconcile     `yaml:"reconcile"`
+	Risk          Risk          `yaml:"risk"` // config/risk.go
 }
 
 // Server configures the merchant and admin listeners.

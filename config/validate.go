@@ -113,6 +113,7 @@ func (c *Config) validate() []Problem {
 	v.routing()
 	v.notifications()
 	v.reconcile()
+	v.risk()
 	return v.probs
 }
 

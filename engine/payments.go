@@ -42,9 +42,10 @@ type CreateResult struct {
 }
 
 // A Gate decides whether a create may proceed at all. CreatePayment calls
-// it first: after the edge authenticated the merchant and validated the
-// request, before any payment is stored or any channel is called, for
-// every create, replays of a known out_trade_no included. An error refuses
+// it after the edge authenticated the merchant and validated the request
+// and after routing found a channel that can take it (a create answered
+// no_channel_available never reaches it), before any payment is stored or
+// any channel is called, replays of a known out_trade_no included. An error refuses
 // the create: the request's nonce is claimed, nothing is stored or sent,
 // and the error is returned as it is (an *Error whose Code the edge maps).
 type Gate func(ctx context.Context, req *CreateRequest) error
@@ -54,13 +55,6 @@ type Gate func(ctx context.Context, req *CreateRequest) error
 // call) and creates it at the first channel routing offers, failing over
 // only while a channel provably did not create the order.
 func (e *Engine) CreatePayment(ctx context.Context, req *CreateRequest) (*CreateResult, error) {
-	// The one place for checks that must pass before money can move.
-	if e.gate != nil {
-		if err := e.gate(ctx, req); err != nil {
-			return nil, e.refuseAfterNonce(ctx, req.Nonce, err)
-		}
-	}
-
 	now := e.stamp()
 	table := e.router.Table()
 	decision := table.Decide(routing.Request{Merchant: req.Merchant, Method: req.Method, Amount: req.Amount, Currency: req.Currency, Metadata: req.Metadata})
@@ -84,6 +78,14 @@ func (e *Engine) CreatePayment(ctx context.Context, req *CreateRequest) (*Create
 	}
 	if max := table.MaxAttempts(); len(eligible) > max {
 		eligible = eligible[:max]
+	}
+	// The one place for checks that must pass before money can move: after
+	// routing (a create no channel can take now is not counted by any rule),
+	// before anything is stored or sent.
+	if e.gate != nil {
+		if err := e.gate(ctx, req); err != nil {
+			return nil, e.refuseAfterNonce(ctx, req.Nonce, err)
+		}
 	}
 
 	pid := payment.NewPaymentID()

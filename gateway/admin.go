@@ -162,6 +162,10 @@ func (a *Admin) api(w http.ResponseWriter, r *http.Request) {
 		if verb(http.MethodGet) {
 			a.explain(w, r)
 		}
+	case len(seg) == 2 && seg[0] == "risk" && seg[1] == "explain":
+		if verb(http.MethodGet) {
+			a.riskExplain(w, r)
+		}
 	case len(seg) == 2 && seg[0] == "config" && seg[1] == "reload":
 		if verb(http.MethodPost) {
 			a.doReload(w)
@@ -429,7 +433,9 @@ func (a *Admin) statusPage(w http.ResponseWriter, r *http.Request) {
 	for _, ru := range a.s.router.Rules() {
 		fmt.Fprintf(&b, `<tr><td>%s</td><td>%s</td><td>%s</td></tr>`, htmlEsc(ru.Name), htmlEsc(ru.Match), htmlEsc(channelsSummary(ru.Channels)))
 	}
-	b.WriteString(`</table><h2>Configuration</h2>`)
+	b.WriteString(`</table>`)
+	a.riskRulesHTML(&b)
+	b.WriteString(`<h2>Configuration</h2>`)
 	if a.lastReload != nil {
 		st := a.lastReload()
 		if st.At.IsZero() {

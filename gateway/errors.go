@@ -12,6 +12,7 @@ import (
 
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/engine"
+	"github.com/paygate/paygate/risk"
 	"github.com/paygate/paygate/store"
 )
 
@@ -25,6 +26,7 @@ const (
 	codeNonceReplayed    = "nonce_replayed"
 	codeMethodNotAllowed = "payment_method_not_allowed"
 	codeAmountOverLimit  = "amount_over_limit"
+	codeRiskRejected     = "risk_rejected"
 	codeNotFound         = string(engine.CodeNotFound)
 	codeHTTPMethod       = "http_method_not_allowed"
 	codeInvalidState     = string(engine.CodeInvalidState)
@@ -84,6 +86,10 @@ func statusOf(err error) (int, string, string) {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Status, e.Code, e.Message
+	}
+	var re *risk.RejectedError
+	if errors.As(err, &re) { // the rule is logged, never named to the merchant
+		return http.StatusForbidden, codeRiskRejected, "the payment was refused by risk controls"
 	}
 	var ee *engine.Error
 	if errors.As(err, &ee) {

@@ -31,6 +31,7 @@ type Metrics struct {
 	reconciled    *prometheus.CounterVec
 	failovers     *prometheus.CounterVec
 	payments      *prometheus.CounterVec
+	riskDecisions *prometheus.CounterVec
 }
 
 // NewMetrics registers paygate's collectors (and the Go/process ones) on a
@@ -70,10 +71,19 @@ func NewMetrics() *Metrics {
 		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paygate_payments_total", Help: "Payments that reached a final status (succeeded, failed, closed), by channel; once per transition.",
 		}, []string{"channel", "status"}),
+		riskDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_risk_decisions_total", Help: "Risk rule decisions on payment creates: passed (the create was counted) or refused (the deciding rule).",
+		}, []string{"rule", "outcome"}),
 	}
-	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled, m.failovers, m.payments,
+	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled, m.failovers, m.payments, m.riskDecisions,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// RiskDecision counts a risk rule's decision (risk.Observer). Rule names
+// come from the config, so the label stays bounded.
+func (m *Metrics) RiskDecision(rule, outcome string) {
+	m.riskDecisions.WithLabelValues(rule, outcome).Inc()
 }
 
 // Handler serves the Prometheus text format.

@@ -25,6 +25,7 @@ import (
 	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/engine"
 	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/risk"
 	"github.com/paygate/paygate/routing"
 )
 
@@ -33,6 +34,7 @@ import (
 type Store interface {
 	engine.Store
 	Ping(ctx context.Context) error
+	risk.Counter
 }
 
 // merchant is a merchant's compiled runtime settings.
@@ -77,6 +79,7 @@ type Server struct {
 	onEvent func()   // called after an event was enqueued (wakes the notifier)
 	metrics *Metrics // nil: none
 	gate    engine.Gate
+	risk    *risk.Engine
 }
 
 // Option configures a Server.
@@ -96,6 +99,17 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 // sent to a channel (engine.Gate).
 func WithGate(g engine.Gate) Option { return func(s *Server) { s.gate = g } }
 
+// createGate is what every create passes before anything is stored or
+// sent: a gate set with WithGate (tests), then the risk rules.
+func (s *Server) createGate(ctx context.Context, r *engine.CreateRequest) error {
+	if s.gate != nil {
+		if err := s.gate(ctx, r); err != nil {
+			return err
+		}
+	}
+	return s.risk.Check(ctx, r.Nonce, risk.RequestOf(r.Merchant, r.OutTradeNo, r.Method, r.Amount, r.Payer))
+}
+
 // New builds the edge and the engine it calls. It does not listen until
 // Serve.
 func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logger, opts ...Option) (*Server, error) {
@@ -103,7 +117,7 @@ func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logge
 	for _, o := range opts {
 		o(s)
 	}
-	eopts := []engine.Option{engine.WithClock(s.now), engine.WithEventHook(s.onEvent), engine.WithGate(s.gate)}
+	eopts := []engine.Option{engine.WithClock(s.now), engine.WithEventHook(s.onEvent), engine.WithGate(s.createGate)}
 	if s.metrics != nil {
 		eopts = append(eopts, engine.WithObserver(s.metrics))
 	}
@@ -111,6 +125,14 @@ func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logge
 	var rb [6]byte
 	rand.Read(rb[:])
 	s.reqPrefix = "req_" + fmt.Sprintf("%x", rb[:]) + "_"
+	ropts := []risk.Option{risk.WithClock(func() time.Time { return s.now() })}
+	if s.metrics != nil {
+		ropts = append(ropts, risk.WithObserver(s.metrics))
+	}
+	var err error
+	if s.risk, err = risk.New(cfg.Risk, st, s.logger, ropts...); err != nil {
+		return nil, err
+	}
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -208,7 +230,12 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 		snap.merchants[mc.ID] = m
 	}
 	snap.retired = retired
+	commitRisk, err := s.risk.Prepare(cfg.Risk)
+	if err != nil {
+		return nil, err
+	}
 	return func() {
+		commitRisk()
 		// Merchants the current snapshot has and this one lacks keep their
 		// work served (reloads are serialized by the caller).
 		if cur := s.snap.Load(); cur != nil {
