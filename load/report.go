@@ -23,6 +23,7 @@ func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "target %.1f req/s, achieved %.1f req/s over %.1fs\n", s.TargetRate, s.AchievedRate, s.DurationS)
 	fmt.Fprintf(w, "sent %d, answered %d, not sent (in-flight cap) %d\n", s.Sent, s.Answered, s.NotSent)
 	fmt.Fprintf(w, "ops      %s\n", counts(s.Ops))
+	fmt.Fprintf(w, "start lag (generator) p99 %.2fms  max %.2fms\n", s.StartLag.P99, s.StartLag.Max)
 	writeSlice(w, "", s.Latency, s.Status, s.Errors, s.Channels)
 	if len(s.Phases) > 0 {
 		fmt.Fprintf(w, "scenario %s on %s (fault from 1/3 to 2/3 of the run)\n", s.Scenario, s.FaultChannel)

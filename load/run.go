@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/valyala/fasthttp"
 
 	"github.com/paygate/paygate/gateway/client"
@@ -67,7 +68,8 @@ type runner struct {
 	mu       sync.Mutex // guards what follows
 	total    *tally
 	phases   []*tally
-	interval *tally // the last progress second
+	interval *tally                  // the last progress second
+	lag      *hdrhistogram.Histogram // actual minus scheduled start (schedule only)
 	notSent  int64
 	opsSent  [nOps]int64
 }
@@ -101,6 +103,7 @@ func newRunner(cfg *Config) (*runner, error) {
 		jobs:     make(chan job, cfg.MaxInFlight),
 		total:    newTally(),
 		interval: newTally(),
+		lag:      newHist(),
 	}
 	for o, w := range [nOps]int{cfg.Mix.Create, cfg.Mix.Get, cfg.Mix.Refund} {
 		for range w {
@@ -155,9 +158,12 @@ func Run(ctx context.Context, cfg *Config, progress io.Writer, live bool) (*Summ
 }
 
 // schedule starts requests at cfg.Rate until cfg.Duration (or ctx ends) and
-// returns when it started the last one. It never waits for answers: a job
-// whose start is due goes to a worker at once; it is dropped (and counted)
-// only when MaxInFlight requests are already in flight.
+// returns the end of the window it covered: cfg.Duration, or the moment ctx
+// ended. It never waits for answers: a job whose start is due goes to a
+// worker at once; it is dropped (and counted) only when MaxInFlight requests
+// are already in flight. A start that goes out late (the generator's own
+// machine was busy) keeps its scheduled time, so the lateness shows as
+// latency, and in the start-lag histogram, never as fewer requests.
 func (r *runner) schedule(ctx context.Context) time.Time {
 	total := int64(r.cfg.Rate * r.cfg.Duration.Seconds())
 	step := float64(time.Second) / r.cfg.Rate
@@ -167,10 +173,6 @@ func (r *runner) schedule(ctx context.Context) time.Time {
 	for seq := int64(0); seq < total; {
 		due := r.start.Add(time.Duration(float64(seq) * step))
 		if wait := time.Until(due); wait > 0 {
-			// Sleep until the next start is due; a late wake-up dispatches
-			// every start that became due meanwhile, each with its own
-			// scheduled time, so lateness shows as latency, not as fewer
-			// requests.
 			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
@@ -184,15 +186,10 @@ func (r *runner) schedule(ctx context.Context) time.Time {
 			phase = min(int(due.Sub(r.start)/third), 2)
 		}
 		r.dispatch(job{at: due, seq: seq, phase: phase})
+		record(r.lag, time.Since(due)) // only this goroutine touches r.lag until Run's end
 		seq++
 	}
-	// The window is the configured duration, or longer when the last start
-	// was late (the achieved rate then shows the lag).
-	end := r.start.Add(r.cfg.Duration)
-	if now := time.Now(); now.After(end) {
-		return now
-	}
-	return end
+	return r.start.Add(r.cfg.Duration)
 }
 
 func (r *runner) dispatch(j job) {
@@ -285,6 +282,7 @@ func (r *runner) summary(end time.Time, sc *scenario) *Summary {
 		Status:     r.total.statusMap(),
 		Errors:     r.total.errors(),
 		Latency:    latencyOf(r.total.hist),
+		StartLag:   latencyOf(r.lag),
 		Channels:   r.total.channelMap(),
 		Ops:        map[string]int64{},
 	}

@@ -98,15 +98,18 @@ type Phase struct {
 type Summary struct {
 	TargetRate   float64 `json:"target_rate"`
 	AchievedRate float64 `json:"achieved_rate"` // sent / duration_s
-	DurationS    float64 `json:"duration_s"`    // -duration, or until the last actual start if that was later
+	DurationS    float64 `json:"duration_s"`    // -duration, or until an interrupt
 	Sent         int64   `json:"sent"`
 	Answered     int64   `json:"answered"`
 	// NotSent counts scheduled starts dropped because -max-inflight
 	// requests were already waiting for answers.
-	NotSent      int64            `json:"not_sent"`
-	Status       map[string]int64 `json:"status"`
-	Errors       Errors           `json:"errors"`
-	Latency      Latency          `json:"latency_ms"`
+	NotSent int64            `json:"not_sent"`
+	Status  map[string]int64 `json:"status"`
+	Errors  Errors           `json:"errors"`
+	Latency Latency          `json:"latency_ms"`
+	// StartLag is how late requests went out after their scheduled start:
+	// near zero unless the generator's own machine is short of CPU.
+	StartLag     Latency          `json:"start_lag_ms"`
 	Channels     map[string]int64 `json:"channels"`
 	Ops          map[string]int64 `json:"ops"` // requests sent by operation
 	Scenario     string           `json:"scenario,omitempty"`

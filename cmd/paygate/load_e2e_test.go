@@ -49,7 +49,7 @@ func TestLoadAgainstTheSandboxGateway(t *testing.T) {
 	common := []string{"-target", g.base, "-merchant", "demo", "-secret", demoSecret}
 
 	base := runLoad(t, append(common, "-rate", "20", "-duration", "1s", "-mix", "create=1,get=1")...)
-	if got, want := keysOf(base), "achieved_rate answered channels duration_s errors latency_ms not_sent ops sent status target_rate"; got != want {
+	if got, want := keysOf(base), "achieved_rate answered channels duration_s errors latency_ms not_sent ops sent start_lag_ms status target_rate"; got != want {
 		t.Fatalf("baseline keys: %s, want %s", got, want)
 	}
 	if base["sent"] != float64(20) || base["answered"] != float64(20) {
