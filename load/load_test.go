@@ -94,7 +94,7 @@ func (g *fakeGateway) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	ctx.SetStatusCode(200)
-	ctx.SetBodyString(`{"payment_id":"x","status":"succeeded"}`)
+	ctx.SetBodyString(`{"payment_id":"x","status":"succeeded","refunded_amount":0,"amount":100}`)
 }
 
 func testConfig(target string) *Config {
