@@ -88,6 +88,17 @@ func TestLoadAgainstTheSandboxGateway(t *testing.T) {
 	if wx("before") < 10 || wx("fault")*2 >= wx("before") {
 		t.Fatalf("wechat-main took %v creates before the fault and %v during it: the fault was not set", wx("before"), wx("fault"))
 	}
+	// The gateway counted the load by route pattern.
+	m := do(t, mustReq(t, http.MethodGet, g.admin+"/metrics", ""))
+	for _, want := range []string{
+		`paygate_http_requests_total{code="201",method="POST",route="/v1/payments"}`,
+		`paygate_http_requests_total{code="200",method="GET",route="/v1/payments/{id}"}`,
+		`paygate_http_request_duration_seconds_bucket{method="POST",route="/v1/payments",le="+Inf"}`,
+	} {
+		if !strings.Contains(string(m.Body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	// Cleared at 2/3: the simulator is up again.
 	f := g.adminCall(http.MethodGet, "/admin/sandbox/faults", "")
 	var faults struct {
