@@ -123,3 +123,18 @@ func TestObserveRequestDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%.1f allocations per request", n)
 	}
 }
+
+// Outside sandbox mode the merchant listener does not claim to be a sandbox.
+func TestNoSandboxHeaderOutsideSandboxMode(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, "http://127.0.0.1:1")
+	cfg.Sandbox.Enabled = false
+	inst := startInstance(t, cfg, "")
+	r := hmacSigner("m-hmac", hmacSecret).do(t, inst.url, http.MethodGet, "/v1/payments/pay_000000000000000000000001", nil, reqOpts{})
+	if r.status != 404 || r.header.Get("X-Request-Id") == "" {
+		t.Fatalf("signed get: %d %v", r.status, r.header)
+	}
+	if v, ok := r.header["X-Paygate-Sandbox"]; ok {
+		t.Fatalf("X-Paygate-Sandbox: %q outside sandbox mode", v)
+	}
+}

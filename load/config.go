@@ -88,7 +88,8 @@ var scenarios = map[string]string{
 // ErrUsage marks a command-line problem (exit status 2).
 var ErrUsage = errors.New("bad flags")
 
-// ParseFlags parses the flags of `paygate load`. Every error wraps ErrUsage.
+// ParseFlags parses the flags of `paygate load`. Every error wraps ErrUsage,
+// except flag.ErrHelp for -h.
 func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	c := &Config{Mix: Mix{Create: 1}}
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
@@ -113,6 +114,9 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.StringVar(&c.NotifyURL, "notify-url", "http://127.0.0.1:9/paygate-load", "notify_url of the created payments")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err // -h: the usage was printed
+		}
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	bad := func(format string, a ...any) (*Config, error) {

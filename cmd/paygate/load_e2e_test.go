@@ -132,6 +132,7 @@ func TestLoadExitStatus(t *testing.T) {
 		status int
 		stderr string
 	}{
+		{"help", []string{"-h"}, 0, "-allow-real-orders"},
 		{"no secret", []string{"-merchant", "demo"}, 2, "-secret"},
 		{"bad rate", []string{"-merchant", "demo", "-secret", "s", "-rate", "x"}, 2, "invalid value"},
 		{"scenario without admin", []string{"-merchant", "demo", "-secret", "s", "-scenario", "channel-errors"}, 2, "-admin"},
