@@ -44,6 +44,10 @@ type Config struct {
 	NotifyURL       string        // notify_url of created payments
 }
 
+// maxWeight bounds each -mix weight (the mix is expanded into one slot per
+// unit of weight).
+const maxWeight = 1000
+
 // Mix weights the operations.
 type Mix struct{ Create, Get, Refund int }
 
@@ -57,8 +61,8 @@ func (m *Mix) Set(s string) error {
 	for _, part := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 		n, err := strconv.Atoi(v)
-		if !ok || err != nil || n < 0 {
-			return fmt.Errorf("%q: want op=weight with a weight ≥ 0", part)
+		if !ok || err != nil || n < 0 || n > maxWeight {
+			return fmt.Errorf("%q: want op=weight with a weight from 0 to %d", part, maxWeight)
 		}
 		switch k {
 		case "create":

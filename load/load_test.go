@@ -246,6 +246,7 @@ func TestParseFlags(t *testing.T) {
 		{"mix without create", append([]string{"-mix", "get=1"}, base...), false},
 		{"mix unknown op", append([]string{"-mix", "create=1,delete=1"}, base...), false},
 		{"mix bad weight", append([]string{"-mix", "create=x"}, base...), false},
+		{"mix huge weight", append([]string{"-mix", "create=1000000000"}, base...), false},
 		{"unknown scenario", append([]string{"-scenario", "chaos"}, base...), false},
 		{"scenario without admin", append([]string{"-scenario", "channel-down"}, base...), false},
 		{"target with a path", append([]string{"-target", "http://h:1/v1"}, base...), false},
