@@ -12,11 +12,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/engine"
+	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/routing"
 )
 
 // Metrics are paygate's Prometheus collectors. It is the adapters.Observer
-// of every channel call and the notify observer; /metrics serves Handler.
+// of every channel call, the notify observer and the engine's observer;
+// /metrics serves Handler.
 type Metrics struct {
 	reg           *prometheus.Registry
 	channelCalls  *prometheus.CounterVec
@@ -27,6 +30,8 @@ type Metrics struct {
 	notifyLatency prometheus.Histogram
 	reloads       *prometheus.CounterVec
 	reconciled    *prometheus.CounterVec
+	failovers     *prometheus.CounterVec
+	payments      *prometheus.CounterVec
 	requests      *requestMetrics
 }
 
@@ -61,9 +66,15 @@ func NewMetrics() *Metrics {
 		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paygate_reconciler_resolved_total", Help: "Pending payments and refunds the reconciler brought to a final status, by kind and status.",
 		}, []string{"kind", "status"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_routing_failovers_total", Help: "Creates that moved from one channel to the next because the first provably did not create the order.",
+		}, []string{"from", "to"}),
+		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_payments_total", Help: "Payments that reached a final status (succeeded, failed, closed), by channel; once per transition.",
+		}, []string{"channel", "status"}),
 	}
 	m.requests = newRequestMetrics()
-	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled,
+	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled, m.failovers, m.payments,
 		m.requests.total, m.requests.duration, m.requests.auth,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -111,8 +122,19 @@ func (m *Metrics) Reloaded(ok bool) {
 	}
 }
 
-// Reconciled counts an object the reconciler brought to a final status.
+// Reconciled counts an object the reconciler brought to a final status
+// (engine.Observer).
 func (m *Metrics) Reconciled(kind, status string) { m.reconciled.WithLabelValues(kind, status).Inc() }
+
+// Failover counts a create moving from one channel to the next
+// (engine.Observer).
+func (m *Metrics) Failover(from, to string) { m.failovers.WithLabelValues(from, to).Inc() }
+
+// PaymentFinished counts a payment's transition to a final status
+// (engine.Observer).
+func (m *Metrics) PaymentFinished(channel string, status payment.Status) {
+	m.payments.WithLabelValues(channel, string(status)).Inc()
+}
 
 // OutboxStatter reads the notification backlog (implemented by *store.Store).
 type OutboxStatter interface {
@@ -169,8 +191,6 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(dead), id)
 	}
 }
-
-var _ adapters.Observer = (*Metrics)(nil)
 
 // Request metrics of the merchant listener. Labels come from closed sets —
 // the route pattern (never the path, which carries ids), a known HTTP
@@ -291,3 +311,8 @@ func (m *Metrics) ObserveRequest(logRoute string, method []byte, status int, err
 		}
 	}
 }
+
+var (
+	_ adapters.Observer = (*Metrics)(nil)
+	_ engine.Observer   = (*Metrics)(nil)
+)
