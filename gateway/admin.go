@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"strings"
@@ -178,6 +179,8 @@ func (a *Admin) api(w http.ResponseWriter, r *http.Request) {
 		if verb(http.MethodPost) {
 			a.replay(w, r, seg[1])
 		}
+	case len(seg) >= 2 && seg[0] == "debug" && seg[1] == "pprof":
+		servePprof(w, r)
 	case len(seg) >= 2 && seg[0] == "sandbox":
 		a.sandboxAPI(w, r, seg[1:], verb)
 	default:
@@ -471,3 +474,24 @@ func channelsSummary(cs []routing.RuleChannel) string {
 var htmlReplacer = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
 
 func htmlEsc(s string) string { return htmlReplacer.Replace(s) }
+
+// servePprof serves net/http/pprof under /admin/debug/pprof/ (the caller
+// has checked the admin token). pprof.Index only dispatches by name under
+// /debug/pprof/, so the name is dispatched here. A CPU profile or trace
+// must finish within the admin listener's 30 s write timeout.
+func servePprof(w http.ResponseWriter, r *http.Request) {
+	switch name := strings.TrimPrefix(r.URL.Path, "/admin/debug/pprof/"); name {
+	case "", "/admin/debug/pprof":
+		pprof.Index(w, r)
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Handler(name).ServeHTTP(w, r)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,7 @@ type Metrics struct {
 	failovers     *prometheus.CounterVec
 	payments      *prometheus.CounterVec
 	riskDecisions *prometheus.CounterVec
+	requests      *requestMetrics
 }
 
 // NewMetrics registers paygate's collectors (and the Go/process ones) on a
@@ -75,7 +77,9 @@ func NewMetrics() *Metrics {
 			Name: "paygate_risk_decisions_total", Help: "Risk rule decisions on payment creates: passed (the create was counted) or refused (the deciding rule).",
 		}, []string{"rule", "outcome"}),
 	}
+	m.requests = newRequestMetrics()
 	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled, m.failovers, m.payments, m.riskDecisions,
+		m.requests.total, m.requests.duration, m.requests.auth,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -195,6 +199,126 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(pending), id)
 		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(dead), id)
+	}
+}
+
+// Request metrics of the merchant listener. Labels come from closed sets —
+// the route pattern (never the path, which carries ids), a known HTTP
+// method or "other", the status code — so no request can create a series.
+// The children are resolved on first use and cached in fixed arrays: the hot
+// path does an atomic load, not a label lookup, and /metrics shows only the
+// series that saw a request.
+
+// routes are the merchant listener's route patterns, as the request log
+// names them without the verb; routeUnmatched is every other path.
+var routes = [...]string{"unmatched", "/v1/payments", "/v1/payments/{id}", "/v1/payments/{id}/close",
+	"/v1/payments/{id}/refunds", "/v1/refunds/{id}", "/callbacks/{channel_id}"}
+
+const routeUnmatched = 0
+
+// routeIndex maps the request log's route ("GET /v1/payments/{id}", or the
+// bare pattern for a 405 on /v1/payments) to its index in routes.
+func routeIndex(logRoute string) int {
+	for i := 0; i < len(logRoute); i++ {
+		if logRoute[i] == ' ' {
+			logRoute = logRoute[i+1:]
+			break
+		}
+	}
+	for i, r := range routes {
+		if i != routeUnmatched && r == logRoute {
+			return i
+		}
+	}
+	return routeUnmatched
+}
+
+var httpMethods = [...]string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other"}
+
+func methodIndex(m []byte) int {
+	for i, k := range httpMethods[:len(httpMethods)-1] {
+		if string(m) == k {
+			return i
+		}
+	}
+	return len(httpMethods) - 1
+}
+
+// authReasons are the 401 codes (CONTRACT §3).
+var authReasons = [...]string{codeMissingAuth, codeUnknownMerchant, codeTimestampWindow, codeBadSignature, codeNonceReplayed}
+
+// requestMetrics holds the request collectors and their cached children.
+type requestMetrics struct {
+	total    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	auth     *prometheus.CounterVec
+
+	// counters is indexed by route, method and status-100 (100–599; other
+	// statuses are not cached).
+	counters  [len(routes)][len(httpMethods)][500]atomic.Pointer[prometheus.Counter]
+	observers [len(routes)][len(httpMethods)]atomic.Pointer[prometheus.Observer]
+	reasons   [len(authReasons)]prometheus.Counter
+}
+
+func newRequestMetrics() *requestMetrics {
+	r := &requestMetrics{
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_http_requests_total", Help: "Merchant listener requests by route pattern, HTTP method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "paygate_http_request_duration_seconds", Help: "Merchant listener request latency by route pattern and HTTP method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_auth_failures_total", Help: "Merchant requests refused with 401, by error code.",
+		}, []string{"reason"}),
+	}
+	for i, reason := range authReasons {
+		r.reasons[i] = r.auth.WithLabelValues(reason)
+	}
+	return r
+}
+
+// counter returns the cached child of paygate_http_requests_total.
+func (r *requestMetrics) counter(route, method, status int) prometheus.Counter {
+	if status < 100 || status > 599 {
+		return r.total.WithLabelValues(routes[route], httpMethods[method], strconv.Itoa(status))
+	}
+	slot := &r.counters[route][method][status-100]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := r.total.WithLabelValues(routes[route], httpMethods[method], strconv.Itoa(status))
+	slot.Store(&c) // a racing first request stores the same child
+	return c
+}
+
+// observer returns the cached child of paygate_http_request_duration_seconds.
+func (r *requestMetrics) observer(route, method int) prometheus.Observer {
+	slot := &r.observers[route][method]
+	if o := slot.Load(); o != nil {
+		return *o
+	}
+	o := r.duration.WithLabelValues(routes[route], httpMethods[method])
+	slot.Store(&o)
+	return o
+}
+
+// ObserveRequest counts one merchant listener request: its route (as the
+// request log names it; "" when no route matched), method, status, the
+// error it answered (for the 401 reason) and its latency.
+func (m *Metrics) ObserveRequest(logRoute string, method []byte, status int, err error, d time.Duration) {
+	r := m.requests
+	route, meth := routeIndex(logRoute), methodIndex(method)
+	r.counter(route, meth, status).Inc()
+	r.observer(route, meth).Observe(d.Seconds())
+	if status == http.StatusUnauthorized && err != nil {
+		_, code, _ := statusOf(err)
+		for i, reason := range authReasons {
+			if reason == code {
+				r.reasons[i].Inc()
+			}
+		}
 	}
 }
 

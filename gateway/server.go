@@ -80,6 +80,7 @@ type Server struct {
 	metrics *Metrics // nil: none
 	gate    engine.Gate
 	risk    *risk.Engine
+	sandbox bool // answers carry X-Paygate-Sandbox: true (see Handler)
 }
 
 // Option configures a Server.
@@ -113,7 +114,8 @@ func (s *Server) createGate(ctx context.Context, r *engine.CreateRequest) error 
 // New builds the edge and the engine it calls. It does not listen until
 // Serve.
 func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logger, opts ...Option) (*Server, error) {
-	s := &Server{logger: logger.Named("gateway"), store: st, router: router, now: time.Now, cfg: cfg.Server, onEvent: func() {}}
+	s := &Server{logger: logger.Named("gateway"), store: st, router: router, now: time.Now, cfg: cfg.Server, onEvent: func() {},
+		sandbox: cfg.Sandbox.Enabled}
 	for _, o := range opts {
 		o(s)
 	}
@@ -315,6 +317,9 @@ func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
 		writeErrorBody(ctx, http.StatusBadRequest, codeInvalidRequest, "malformed HTTP request", reqID)
 	}
 	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()), zap.String("error", err.Error()))
+	if s.metrics != nil {
+		s.metrics.ObserveRequest("", nil, ctx.Response.StatusCode(), nil, 0)
+	}
 }
 
 // reqLog collects what the request line logs, and carries the request's
@@ -335,6 +340,11 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	start := s.now()
 	reqID := s.requestID()
 	ctx.Response.Header.Set("X-Request-Id", reqID)
+	if s.sandbox {
+		// Tells clients (paygate load refuses to create payments otherwise)
+		// that no real channel order can come of this request.
+		ctx.Response.Header.Set("X-Paygate-Sandbox", "true")
+	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
 	rl := reqLog{ctx: rctx}
@@ -344,6 +354,9 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 			writeErrorBody(ctx, http.StatusInternalServerError, codeInternal, "internal error", reqID)
 		}
 		s.logRequest(ctx, reqID, start, &rl)
+		if s.metrics != nil {
+			s.metrics.ObserveRequest(rl.route, ctx.Method(), ctx.Response.StatusCode(), rl.err, s.now().Sub(start))
+		}
 	}()
 	if err := s.route(ctx, reqID, &rl); err != nil {
 		rl.err = err

@@ -32,6 +32,7 @@ const usage = `usage: paygate [command] [flags]
 commands:
   serve         run the gateway (the default)        -config FILE -listen ADDR -admin-listen ADDR
   sim           run only the channel simulators       -config FILE
+  load          signed load, open model, scenarios    -target URL -merchant ID -secret S (paygate load -h)
   config check  validate a config file                -config FILE
 `
 
@@ -45,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serveCmd(args, stderr)
 	case "sim":
 		return simCmd(args, stderr)
+	case "load":
+		return loadCmd(args, stdout, stderr)
 	case "config":
 		if len(args) == 0 || args[0] != "check" {
 			fmt.Fprint(stderr, usage)
