@@ -94,16 +94,18 @@ func channelBuilder(cfg *config.Config, obs adapters.Observer) routing.Builder {
 	}
 }
 
-// start builds and starts everything; on error, whatever started is stopped.
-func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *app, err error) {
-	a = &app{logger: logger, path: path, cfg: cfg, opts: o, metrics: gateway.NewMetrics(), serveDone: make(chan error, 1)}
+// start builds and starts everything; on error, whatever started is stopped
+// and the app is nil. The deferred cleanup holds its own reference: the
+// error returns below set the named result to nil.
+func start(cfg *config.Config, path string, logger *zap.Logger, o options) (_ *app, err error) {
+	a := &app{logger: logger, path: path, cfg: cfg, opts: o, metrics: gateway.NewMetrics(), serveDone: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			a.stop(context.Background())
 		}
 	}()
 	if a.store, err = store.Open(cfg.Store.Redis, logger); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err // already says "store: ..."
 	}
 	if cfg.Sandbox.Enabled && !cfg.Sandbox.External {
 		var sopts []sandbox.Option

@@ -76,14 +76,12 @@ func serveCmd(args []string, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %s:\n%v\n", *path, err)
-		return 1
+		return cannotStart(stderr, fmt.Errorf("%s:\n%w", *path, err))
 	}
 	applyFlags(cfg, *listen, *adminListen)
 	logger, err := newLogger(cfg.Log)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %v\n", err)
-		return 1
+		return cannotStart(stderr, err)
 	}
 	defer logger.Sync()
 	redis.SetLogger(redisLogger{logger.Named("redis")}) // the one global go-redis offers; set once, here
@@ -91,7 +89,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 	a, err := start(cfg, *path, logger, options{})
 	if err != nil {
 		logger.Error("cannot start", zap.Error(err))
-		return 1
+		return cannotStart(stderr, err)
 	}
 	logger.Info("paygate running", zap.String("listen", a.addr), zap.String("admin_listen", a.adminAddr),
 		zap.Bool("sandbox", cfg.Sandbox.Enabled), zap.Bool("embedded_store", a.store.Embedded()))
@@ -114,6 +112,13 @@ func serveCmd(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// cannotStart reports a failed start the one way operators and scripts can
+// rely on — "paygate: cannot start: <cause>" on stderr — and gives exit code 1.
+func cannotStart(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "paygate: cannot start: %v\n", err)
+	return 1
 }
 
 // applyFlags applies command-line overrides; a public_url that was derived
@@ -147,13 +152,11 @@ func simCmd(args []string, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %s:\n%v\n", *path, err)
-		return 1
+		return cannotStart(stderr, fmt.Errorf("%s:\n%w", *path, err))
 	}
 	logger, err := newLogger(cfg.Log)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %v\n", err)
-		return 1
+		return cannotStart(stderr, err)
 	}
 	defer logger.Sync()
 	sim, err := newSandbox(cfg, logger)
@@ -162,7 +165,7 @@ func simCmd(args []string, stderr io.Writer) int {
 	}
 	if err != nil {
 		logger.Error("cannot start simulators", zap.Error(err))
-		return 1
+		return cannotStart(stderr, err)
 	}
 	logger.Info("simulators running", zap.String("control", sim.ControlAddr()))
 	sig := make(chan os.Signal, 1)
