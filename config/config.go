@@ -184,6 +184,13 @@ type Credentials struct {
 	MerID        string `yaml:"mer_id"`
 	CertID       string `yaml:"cert_id"`        // decimal serial of the merchant signing cert
 	RootCertFile string `yaml:"root_cert_file"` // CA that signs the bank's signPubKeyCert (pinned)
+	// MiddleCertFile holds the bank's middle (intermediate) certificates
+	// between the root and the signing certificate; optional.
+	MiddleCertFile string `yaml:"middle_cert_file"`
+	// CertIdentity is the identity the signing certificate must carry (the
+	// third '@'-separated field of its subject CN); "" is UnionPay's
+	// 中国银联股份有限公司. The UnionPay test environment's is 00040000:SIGN.
+	CertIdentity string `yaml:"cert_identity"`
 	// all types: the merchant's private signing key (PEM, PKCS#1 or PKCS#8)
 	PrivateKey     Secret `yaml:"private_key"` // secret
 	PrivateKeyEnv  string `yaml:"private_key_env"`
