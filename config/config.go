@@ -39,7 +39,8 @@ type Server struct {
 	WriteTimeout    Duration `yaml:"write_timeout"`    // default 30s
 	IdleTimeout     Duration `yaml:"idle_timeout"`     // default 60s
 	MaxConnsPerIP   int      `yaml:"max_conns_per_ip"` // default 1000; 0 after defaults is impossible
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 20s
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 8s: the whole shutdown, signal to exit
+	ShutdownDelay   Duration `yaml:"shutdown_delay"`   // default 2s of it: /readyz is 503, the listeners still serve
 	AdminToken      Secret   `yaml:"admin_token"`      // secret
 	AdminTokenEnv   string   `yaml:"admin_token_env"`  //
 	AdminTokenFile  string   `yaml:"admin_token_file"` //

@@ -136,6 +136,9 @@ func (v *validator) server() {
 	v.positive("server.write_timeout", s.WriteTimeout)
 	v.positive("server.idle_timeout", s.IdleTimeout)
 	v.positive("server.shutdown_timeout", s.ShutdownTimeout)
+	if s.ShutdownDelay < 0 || (s.ShutdownTimeout > 0 && s.ShutdownDelay >= s.ShutdownTimeout) {
+		v.add("server.shutdown_delay", "must be at least 0 and below server.shutdown_timeout (%s), got %s", s.ShutdownTimeout, s.ShutdownDelay)
+	}
 	if s.MaxConnsPerIP < 1 {
 		v.add("server.max_conns_per_ip", "must be at least 1, got %d", s.MaxConnsPerIP)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/routing"
+	"github.com/paygate/paygate/version"
 )
 
 // Metrics are paygate's Prometheus collectors. It is the adapters.Observer
@@ -62,6 +63,13 @@ func NewMetrics() *Metrics {
 	}
 	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	// The running build, as a constant 1 with its identity in the labels.
+	bi := version.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "paygate_build_info", Help: "The running build: module version, VCS revision and Go version; always 1.",
+	}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
+	m.reg.MustRegister(build)
 	return m
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,9 @@ type app struct {
 	mu         sync.Mutex // guards cfg and lastReload
 	cfg        *config.Config
 	lastReload gateway.ReloadStatus
+
+	stopOnce sync.Once // stop runs once; later calls return its result
+	stopErr  error
 }
 
 // options tune start for tests.
@@ -299,9 +303,44 @@ func (a *app) reloadStatus() gateway.ReloadStatus {
 	return a.lastReload
 }
 
+// shutdown is the orderly end of a running gateway (SIGTERM): /readyz turns
+// 503 at once while both listeners keep serving for delay (cut short by
+// hurry, a second signal), so load balancers stop sending traffic; then stop.
+// Everything happens within ctx: when stop overruns it, shutdown returns
+// without waiting (the process exits; what was not finished is leased in the
+// store and taken up again by any instance).
+func (a *app) shutdown(ctx context.Context, delay time.Duration, hurry <-chan os.Signal) error {
+	a.adminHandler.Drain()
+	a.logger.Info("draining: /readyz answers 503", zap.Duration("delay", delay))
+	t := time.NewTimer(delay)
+	select {
+	case <-t.C:
+	case <-hurry:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	done := make(chan error, 1)
+	go func() { done <- a.stop(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown did not finish within server.shutdown_timeout: %w", ctx.Err())
+	}
+}
+
 // stop shuts down in reverse order: stop accepting and finish in-flight
 // requests, stop background workers, the simulators, then close the store.
+// Only the first call does it; the others wait for it and share its result.
 func (a *app) stop(ctx context.Context) error {
+	a.stopOnce.Do(func() { a.stopErr = a.stopAll(ctx) })
+	return a.stopErr
+}
+
+func (a *app) stopAll(ctx context.Context) error {
+	if a.adminHandler != nil {
+		a.adminHandler.Drain()
+	}
 	var errs []error
 	if a.watcher != nil {
 		a.watcher.Stop()

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/version"
 )
 
 func main() {
@@ -33,6 +34,8 @@ commands:
   serve         run the gateway (the default)        -config FILE -listen ADDR -admin-listen ADDR
   sim           run only the channel simulators       -config FILE
   config check  validate a config file                -config FILE
+  healthcheck   GET the admin /readyz; exit 0 if 200   -addr HOST:PORT -path /readyz|/healthz -timeout D
+  version       print the version, revision and Go version
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -57,6 +60,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return config.Check(*path, stdout)
+	case "healthcheck":
+		return healthcheckCmd(args, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version.Get())
+		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -107,7 +115,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
 	defer cancel()
-	if err := a.stop(ctx); err != nil {
+	if err := a.shutdown(ctx, cfg.Server.ShutdownDelay.D(), sig); err != nil {
 		logger.Error("unclean shutdown", zap.Error(err))
 		return 1
 	}
