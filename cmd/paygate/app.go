@@ -105,7 +105,7 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (_ *a
 	a := &app{logger: logger, path: path, cfg: cfg, opts: o, metrics: gateway.NewMetrics(), serveDone: make(chan error, 1)}
 	defer func() {
 		if err != nil {
-			a.stop(context.Background())
+			_ = a.stop(context.Background()) // the start error is the one to report
 		}
 	}()
 	if a.store, err = store.Open(cfg.Store.Redis, logger); err != nil {
@@ -200,12 +200,18 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (_ *a
 	a.notify.Start(ctx)
 	a.recon.Start(ctx)
 	a.admin = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
-	go a.admin.Serve(a.adminLn) // ends on a.admin.Shutdown in stop
+	go func(srv *http.Server, ln net.Listener) { // ends on a.admin.Shutdown in stop
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin listener stopped", zap.Error(err))
+		}
+	}(a.admin, a.adminLn)
 	a.serving = true
 	go func() { a.serveDone <- a.gw.Serve(a.ln) }()
 
 	if !o.noWatch && path != "" {
-		a.watcher = config.NewWatcher(path, logger, func(c *config.Config, err error) { a.apply(c, err, "file") })
+		a.watcher = config.NewWatcher(path, logger, func(c *config.Config, err error) {
+			_ = a.apply(c, err, "file") // apply logs and records a refused reload
+		})
 		if err = a.watcher.Start(ctx); err != nil {
 			return nil, fmt.Errorf("watch config: %w", err)
 		}
@@ -346,10 +352,9 @@ func (a *app) stopAll(ctx context.Context) error {
 		a.watcher.Stop()
 	}
 	if a.serving {
-		errs = append(errs, a.gw.Shutdown(ctx))
-		<-a.serveDone
+		errs = append(errs, a.gw.Shutdown(ctx), <-a.serveDone) // Serve returns nil after Shutdown
 	} else if a.ln != nil {
-		a.ln.Close()
+		_ = a.ln.Close() // never served: nothing was accepted on it
 	}
 	if a.admin != nil {
 		errs = append(errs, a.admin.Shutdown(ctx))

@@ -107,7 +107,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 	defer signal.Stop(sig)
 	for s := range sig {
 		if s == syscall.SIGHUP {
-			a.reloadNow("sighup")
+			_ = a.reloadNow("sighup") // apply logs and records a refused reload
 			continue
 		}
 		logger.Info("shutting down", zap.String("signal", s.String()))
