@@ -40,7 +40,8 @@ type Server struct {
 	WriteTimeout    Duration `yaml:"write_timeout"`    // default 30s
 	IdleTimeout     Duration `yaml:"idle_timeout"`     // default 60s
 	MaxConnsPerIP   int      `yaml:"max_conns_per_ip"` // default 1000; 0 after defaults is impossible
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 20s
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 8s: the whole shutdown, signal to exit
+	ShutdownDelay   Duration `yaml:"shutdown_delay"`   // default 2s of it: /readyz is 503, the listeners still serve
 	AdminToken      Secret   `yaml:"admin_token"`      // secret
 	AdminTokenEnv   string   `yaml:"admin_token_env"`  //
 	AdminTokenFile  string   `yaml:"admin_token_file"` //
@@ -185,6 +186,13 @@ type Credentials struct {
 	MerID        string `yaml:"mer_id"`
 	CertID       string `yaml:"cert_id"`        // decimal serial of the merchant signing cert
 	RootCertFile string `yaml:"root_cert_file"` // CA that signs the bank's signPubKeyCert (pinned)
+	// MiddleCertFile holds the bank's middle (intermediate) certificates
+	// between the root and the signing certificate; optional.
+	MiddleCertFile string `yaml:"middle_cert_file"`
+	// CertIdentity is the identity the signing certificate must carry (the
+	// third '@'-separated field of its subject CN); "" is UnionPay's
+	// 中国银联股份有限公司. The UnionPay test environment's is 00040000:SIGN.
+	CertIdentity string `yaml:"cert_identity"`
 	// all types: the merchant's private signing key (PEM, PKCS#1 or PKCS#8)
 	PrivateKey     Secret `yaml:"private_key"` // secret
 	PrivateKeyEnv  string `yaml:"private_key_env"`

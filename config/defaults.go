@@ -22,7 +22,8 @@ func Default() *Config {
 			WriteTimeout:    Duration(30 * time.Second),
 			IdleTimeout:     Duration(60 * time.Second),
 			MaxConnsPerIP:   1000,
-			ShutdownTimeout: Duration(20 * time.Second),
+			ShutdownTimeout: Duration(8 * time.Second), // fits an orchestrator's 10 s grace period
+			ShutdownDelay:   Duration(2 * time.Second),
 		},
 		Store: Store{Redis: Redis{
 			KeyPrefix:    "pg",

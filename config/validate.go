@@ -74,7 +74,8 @@ var typeCredentials = map[string][]string{
 	TypeWechat: {"mchid", "appid", "serial_no", "apiv3_key", "apiv3_key_env", "apiv3_key_file",
 		"platform_public_key_file", "platform_serial", "private_key", "private_key_env", "private_key_file"},
 	TypeAlipay: {"app_id", "alipay_public_key_file", "private_key", "private_key_env", "private_key_file"},
-	TypeBank:   {"mer_id", "cert_id", "root_cert_file", "private_key", "private_key_env", "private_key_file"},
+	TypeBank: {"mer_id", "cert_id", "root_cert_file", "middle_cert_file", "cert_identity",
+		"private_key", "private_key_env", "private_key_file"},
 }
 
 const maxBodyLimit = 16 << 20
@@ -136,6 +137,9 @@ func (v *validator) server() {
 	v.positive("server.write_timeout", s.WriteTimeout)
 	v.positive("server.idle_timeout", s.IdleTimeout)
 	v.positive("server.shutdown_timeout", s.ShutdownTimeout)
+	if s.ShutdownDelay < 0 || (s.ShutdownTimeout > 0 && s.ShutdownDelay >= s.ShutdownTimeout) {
+		v.add("server.shutdown_delay", "must be at least 0 and below server.shutdown_timeout (%s), got %s", s.ShutdownTimeout, s.ShutdownDelay)
+	}
 	if s.MaxConnsPerIP < 1 {
 		v.add("server.max_conns_per_ip", "must be at least 1, got %d", s.MaxConnsPerIP)
 	}
@@ -419,6 +423,15 @@ func (v *validator) credentials(p, typ string, c Credentials) {
 			_, err := parseCertificate(b)
 			return err
 		})
+		if c.MiddleCertFile != "" {
+			v.keyFile(p+".middle_cert_file", c.MiddleCertFile, func(b []byte) error {
+				_, err := parseCertificate(b)
+				return err
+			})
+		}
+		if strings.Contains(c.CertIdentity, "@") {
+			v.add(p+".cert_identity", "is one '@'-separated field of the certificate's CN and cannot contain '@'")
+		}
 	}
 }
 
@@ -431,6 +444,7 @@ func credentialFields(c Credentials) []credField {
 		{"platform_public_key_file", c.PlatformPublicKeyFile}, {"platform_serial", c.PlatformSerial},
 		{"app_id", c.AlipayAppID}, {"alipay_public_key_file", c.AlipayPublicKeyFile},
 		{"mer_id", c.MerID}, {"cert_id", c.CertID}, {"root_cert_file", c.RootCertFile},
+		{"middle_cert_file", c.MiddleCertFile}, {"cert_identity", c.CertIdentity},
 		{"private_key", string(c.PrivateKey)}, {"private_key_env", c.PrivateKeyEnv}, {"private_key_file", c.PrivateKeyFile},
 	}
 }

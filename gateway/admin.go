@@ -62,6 +62,7 @@ type Admin struct {
 	browser *http.Client
 
 	lastReload func() ReloadStatus
+	draining   atomic.Bool // set by Drain: shutdown has begun
 }
 
 // ReloadStatus is the outcome of the last configuration reload.
@@ -96,6 +97,10 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeAdminJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return
 	case r.URL.Path == "/readyz":
+		if a.draining.Load() {
+			writeAdminJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting_down"})
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := a.st.Ping(ctx); err != nil {
@@ -120,6 +125,10 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a.fail(w, apiErr(http.StatusNotFound, codeNotFound, "no such endpoint"))
 }
+
+// Drain makes /readyz answer 503 from now on: shutdown has begun, and load
+// balancers should stop sending traffic before the listeners close.
+func (a *Admin) Drain() { a.draining.Store(true) }
 
 // SetToken replaces the admin bearer token (config reload).
 func (a *Admin) SetToken(token string) { a.token.Store(&token) }

@@ -15,6 +15,7 @@ import (
 	"github.com/paygate/paygate/engine"
 	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/routing"
+	"github.com/paygate/paygate/version"
 )
 
 // Metrics are paygate's Prometheus collectors. It is the adapters.Observer
@@ -81,6 +82,13 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled, m.failovers, m.payments, m.riskDecisions,
 		m.requests.total, m.requests.duration, m.requests.auth,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	// The running build, as a constant 1 with its identity in the labels.
+	bi := version.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "paygate_build_info", Help: "The running build: module version, VCS revision and Go version; always 1.",
+	}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
+	m.reg.MustRegister(build)
 	return m
 }
 

@@ -89,7 +89,7 @@ channels:
     methods: [qr, bank_redirect]
     timeout: {TIMEOUT}
     breaker: {BREAKER}
-    credentials: {mer_id: "777290058110048", cert_id: "69629715588", private_key_file: {KEYS}/bank-merchant.pem, root_cert_file: {KEYS}/bank-root-ca.pem}
+    credentials: {mer_id: "777290058110048", cert_id: "69629715588", private_key_file: {KEYS}/bank-merchant.pem, root_cert_file: {KEYS}/bank-root-ca.pem, middle_cert_file: {KEYS}/bank-middle-ca.pem}
   - id: bank-b
     type: bank
     base_url: http://127.0.0.1:{BB}

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/version"
 )
 
 func main() {
@@ -34,6 +35,8 @@ commands:
   sim           run only the channel simulators       -config FILE
   load          signed load, open model, scenarios    -target URL -merchant ID -secret S (paygate load -h)
   config check  validate a config file                -config FILE
+  healthcheck   GET the admin /readyz; exit 0 if 200   -addr HOST:PORT -path /readyz|/healthz -timeout D
+  version       print the version, revision and Go version
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -60,6 +63,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return config.Check(*path, stdout)
+	case "healthcheck":
+		return healthcheckCmd(args, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version.Get())
+		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -79,14 +87,12 @@ func serveCmd(args []string, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %s:\n%v\n", *path, err)
-		return 1
+		return cannotStart(stderr, fmt.Errorf("%s:\n%w", *path, err))
 	}
 	applyFlags(cfg, *listen, *adminListen)
 	logger, err := newLogger(cfg.Log)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %v\n", err)
-		return 1
+		return cannotStart(stderr, err)
 	}
 	defer logger.Sync()
 	redis.SetLogger(redisLogger{logger.Named("redis")}) // the one global go-redis offers; set once, here
@@ -94,7 +100,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 	a, err := start(cfg, *path, logger, options{})
 	if err != nil {
 		logger.Error("cannot start", zap.Error(err))
-		return 1
+		return cannotStart(stderr, err)
 	}
 	logger.Info("paygate running", zap.String("listen", a.addr), zap.String("admin_listen", a.adminAddr),
 		zap.Bool("sandbox", cfg.Sandbox.Enabled), zap.Bool("embedded_store", a.store.Embedded()))
@@ -104,7 +110,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 	defer signal.Stop(sig)
 	for s := range sig {
 		if s == syscall.SIGHUP {
-			a.reloadNow("sighup")
+			_ = a.reloadNow("sighup") // apply logs and records a refused reload
 			continue
 		}
 		logger.Info("shutting down", zap.String("signal", s.String()))
@@ -112,11 +118,18 @@ func serveCmd(args []string, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
 	defer cancel()
-	if err := a.stop(ctx); err != nil {
+	if err := a.shutdown(ctx, cfg.Server.ShutdownDelay.D(), sig); err != nil {
 		logger.Error("unclean shutdown", zap.Error(err))
 		return 1
 	}
 	return 0
+}
+
+// cannotStart reports a failed start the one way operators and scripts can
+// rely on — "paygate: cannot start: <cause>" on stderr — and gives exit code 1.
+func cannotStart(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "paygate: cannot start: %v\n", err)
+	return 1
 }
 
 // applyFlags applies command-line overrides; a public_url that was derived
@@ -150,13 +163,11 @@ func simCmd(args []string, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %s:\n%v\n", *path, err)
-		return 1
+		return cannotStart(stderr, fmt.Errorf("%s:\n%w", *path, err))
 	}
 	logger, err := newLogger(cfg.Log)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %v\n", err)
-		return 1
+		return cannotStart(stderr, err)
 	}
 	defer logger.Sync()
 	sim, err := newSandbox(cfg, logger)
@@ -165,7 +176,7 @@ func simCmd(args []string, stderr io.Writer) int {
 	}
 	if err != nil {
 		logger.Error("cannot start simulators", zap.Error(err))
-		return 1
+		return cannotStart(stderr, err)
 	}
 	logger.Info("simulators running", zap.String("control", sim.ControlAddr()))
 	sig := make(chan os.Signal, 1)
