@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -119,6 +120,10 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a.fail(w, apiErr(http.StatusNotFound, codeNotFound, "no such endpoint"))
 }
+
+// ErrorLog is the admin listener's net/http ErrorLog: net/http's own
+// messages, redacted like the merchant listener's (edgelog.go).
+func (a *Admin) ErrorLog() *log.Logger { return redactingErrorLog(a.logger) }
 
 // SetToken replaces the admin bearer token (config reload).
 func (a *Admin) SetToken(token string) { a.token.Store(&token) }

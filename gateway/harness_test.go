@@ -175,6 +175,11 @@ type instance struct {
 }
 
 func startInstance(t testing.TB, cfg *config.Config, redisAddr string, opts ...gateway.Option) *instance {
+	return startLogged(t, cfg, redisAddr, zap.NewNop(), opts...)
+}
+
+// startLogged is startInstance with the edge logging to logger.
+func startLogged(t testing.TB, cfg *config.Config, redisAddr string, logger *zap.Logger, opts ...gateway.Option) *instance {
 	rc := cfg.Store.Redis
 	if redisAddr != "" {
 		rc.Addrs = []string{redisAddr}
@@ -196,7 +201,7 @@ func startInstance(t testing.TB, cfg *config.Config, redisAddr string, opts ...g
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := gateway.New(cfg, st, router, zap.NewNop(), opts...)
+	srv, err := gateway.New(cfg, st, router, logger, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

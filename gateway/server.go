@@ -135,7 +135,7 @@ func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logge
 		NoDefaultServerHeader:         true,
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{s.logger},
+		Logger:                        redactingLogger{s.logger}, // never the request's bytes: see edgelog.go
 	}
 	return s, nil
 }
@@ -283,7 +283,10 @@ func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		writeErrorBody(ctx, http.StatusBadRequest, codeInvalidRequest, "malformed HTTP request", reqID)
 	}
-	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()), zap.String("error", err.Error()))
+	// err quotes the request's bytes (signatures, nonces, bodies): log its
+	// kind and the peer, never err itself.
+	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()),
+		zap.String("error", readErrorKind(err)), zap.String("remote", ctx.RemoteAddr().String()))
 }
 
 // reqLog collects what the request line logs, and carries the request's
@@ -430,11 +433,6 @@ func splitPath(p string) ([]string, bool) {
 	}
 	return seg, len(seg) <= 4
 }
-
-// fasthttpLogger routes fasthttp's own messages into zap.
-type fasthttpLogger struct{ l *zap.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Warn(fmt.Sprintf(format, args...)) }
 
 // requestTimeout bounds one request's own work (store calls, channel calls
 // have their own per-attempt timeouts inside it).

@@ -193,7 +193,8 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	a.router.Start(ctx)
 	a.notify.Start(ctx)
 	a.recon.Start(ctx)
-	a.admin = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	a.admin = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: adminHandler.ErrorLog()}
 	go a.admin.Serve(a.adminLn) // ends on a.admin.Shutdown in stop
 	a.serving = true
 	go func() { a.serveDone <- a.gw.Serve(a.ln) }()
