@@ -240,11 +240,12 @@ func newNonce() string {
 type reqOpts struct {
 	ts        int64
 	nonce     string
-	signURI   string // sign this URI instead of the one sent
-	signBody  []byte // sign this body instead of the one sent
-	omit      string // header to leave out
-	signature string // send this signature instead
-	otherKey  bool   // sign correctly, but with another key of the same algorithm
+	signURI   string              // sign this URI instead of the one sent
+	signBody  []byte              // sign this body instead of the one sent
+	omit      string              // header to leave out
+	signature string              // send this signature instead
+	otherKey  bool                // sign correctly, but with another key of the same algorithm
+	extra     map[string][]string // more header lines, names sent exactly as given
 }
 
 type response struct {
@@ -307,6 +308,9 @@ func (s signer) do(t testing.TB, base, method, uri string, body []byte, o reqOpt
 		if k != o.omit {
 			req.Header.Set(k, v)
 		}
+	}
+	for k, v := range o.extra {
+		req.Header[k] = append(req.Header[k], v...)
 	}
 	if len(body) > 0 {
 		req.Header.Set("Content-Type", "application/json")
