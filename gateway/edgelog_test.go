@@ -185,3 +185,37 @@ func hasLine(logs *observer.ObservedLogs, prefix string) bool {
 	}
 	return false
 }
+
+// A well-formed incoming X-Request-Id is the request's id (header, error
+// body, log line); a malformed one is replaced. A valid traceparent's trace
+// id is in the request's log line; an invalid one is ignored.
+func TestRequestIDAndTraceparent(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	in := startLogged(t, testConfig(t, "http://127.0.0.1:1"), "", zap.New(core))
+	sg := hmacSigner("m-hmac", hmacSecret)
+	const uri = "/v1/payments/pay_AAAAAAAAAAAAAAAAAAAAAAAA"
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+	r := sg.do(t, in.url, http.MethodGet, uri, nil, reqOpts{extra: map[string][]string{
+		"X-Request-Id": {"lb-7f3a.0_Z"}, "Traceparent": {"00-" + tid + "-00f067aa0ba902b7-01"}}})
+	if r.status != 404 || r.header.Get("X-Request-Id") != "lb-7f3a.0_Z" || !strings.Contains(string(r.body), `"request_id":"lb-7f3a.0_Z"`) {
+		t.Fatalf("honoured id: %d %v %s", r.status, r.header.Get("X-Request-Id"), r.body)
+	}
+	r2 := sg.do(t, in.url, http.MethodGet, uri, nil, reqOpts{extra: map[string][]string{
+		"X-Request-Id": {"has space"}, "Traceparent": {"00-" + strings.Repeat("0", 32) + "-00f067aa0ba902b7-01"}}})
+	fresh := r2.header.Get("X-Request-Id")
+	if fresh == "" || fresh == "has space" || !strings.HasPrefix(fresh, "req_") {
+		t.Fatalf("malformed id not replaced: %q", fresh)
+	}
+	lines := logs.FilterMessage("request").All()
+	if len(lines) != 2 {
+		t.Fatalf("%d request lines, want 2", len(lines))
+	}
+	first, second := lines[0].ContextMap(), lines[1].ContextMap()
+	if first["request_id"] != "lb-7f3a.0_Z" || first["trace_id"] != tid {
+		t.Errorf("first line: %v", first)
+	}
+	if _, has := second["trace_id"]; has || second["request_id"] != fresh {
+		t.Errorf("second line: %v", second)
+	}
+}

@@ -268,6 +268,15 @@ func (s *Server) requestID() string {
 	return s.reqPrefix + strconv.FormatUint(s.reqSeq.Add(1), 36)
 }
 
+// incomingRequestID is the request's X-Request-Id when it sent a
+// well-formed one (validRequestID), else a fresh one.
+func (s *Server) incomingRequestID(ctx *fasthttp.RequestCtx) string {
+	if h := ctx.Request.Header.Peek("X-Request-Id"); validRequestID(h) {
+		return string(h)
+	}
+	return s.requestID()
+}
+
 // handleReadError answers requests fasthttp could not read: the contract's
 // JSON 413 for a body over server.max_body_bytes, checked before anything else.
 func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
@@ -299,17 +308,21 @@ type reqLog struct {
 	merchant  string
 	paymentID string
 	channel   string
+	traceID   string // of a valid W3C traceparent header, or ""
 	err       error
 }
 
 // Handler is the fasthttp handler of the merchant listener.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	start := s.now()
-	reqID := s.requestID()
+	reqID := s.incomingRequestID(ctx)
 	ctx.Response.Header.Set("X-Request-Id", reqID)
 	rctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
 	rl := reqLog{ctx: rctx}
+	if id, ok := traceID(ctx.Request.Header.Peek("traceparent")); ok {
+		rl.traceID = id
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			s.logger.Error("panic in request", zap.Any("panic", p), zap.Stack("stack"), zap.String("request_id", reqID))
@@ -339,6 +352,9 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, reqID string, start time.T
 		zap.String("route", rl.route),
 		zap.Int("status", status),
 		zap.Duration("latency", s.now().Sub(start)),
+	}
+	if rl.traceID != "" {
+		fields = append(fields, zap.String("trace_id", rl.traceID))
 	}
 	if rl.merchant != "" {
 		fields = append(fields, zap.String("merchant", rl.merchant))
