@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -217,5 +218,71 @@ func TestRequestIDAndTraceparent(t *testing.T) {
 	}
 	if _, has := second["trace_id"]; has || second["request_id"] != fresh {
 		t.Errorf("second line: %v", second)
+	}
+}
+
+// Every admin action gets an audit line saying what, with what result, from
+// where; a refused token gets one too, and no line carries a token.
+func TestAdminAudit(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	in := startLogged(t, testConfig(t, "http://127.0.0.1:1"), "", zap.New(core))
+	const token = "the-real-admin-token-0123456789"
+	reloads := 0
+	admin := gateway.NewAdmin(in.srv, in.st, gateway.AdminOptions{Token: token, Reload: func() error {
+		reloads++
+		if reloads == 2 {
+			return errors.New("routing.rules[0]: bad")
+		}
+		return nil
+	}})
+	srv := httptest.NewServer(admin)
+	t.Cleanup(srv.Close)
+	call := func(method, path, tok string) int {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	steps := []struct {
+		method, path, tok string
+		status            int
+		msg, result       string
+	}{
+		{"POST", "/admin/config/reload", token, 200, "admin action", "done"},
+		{"POST", "/admin/config/reload", token, 422, "admin action", "refused"},
+		{"POST", "/admin/notifications/evt_pay_AAAAAAAAAAAAAAAAAAAAAAAA_payment.succeeded/replay", token, 404, "admin action", "refused"},
+		{"POST", "/admin/sandbox/faults", token, 404, "admin action", "refused"},
+		{"GET", "/admin/channels", token, 200, "admin action", "done"},
+		{"POST", "/admin/config/reload", secretAdmin, 401, "admin token refused", ""},
+		{"GET", "/admin/channels", "", 401, "admin token refused", ""},
+	}
+	for _, st := range steps {
+		if got := call(st.method, st.path, st.tok); got != st.status {
+			t.Fatalf("%s %s: %d, want %d", st.method, st.path, got, st.status)
+		}
+	}
+	audit := logs.FilterLoggerName("gateway.admin.audit").All()
+	if len(audit) != len(steps) {
+		t.Fatalf("%d audit lines for %d admin requests: %q", len(audit), len(steps), logText(logs))
+	}
+	for i, e := range audit {
+		st, f := steps[i], e.ContextMap()
+		if e.Message != st.msg || f["action"] != st.method+" "+st.path || !strings.HasPrefix(f["remote"].(string), "127.0.0.1:") {
+			t.Errorf("line %d: %s %v", i, e.Message, f)
+		}
+		if st.result != "" && f["result"] != st.result {
+			t.Errorf("line %d: result %v, want %s", i, f["result"], st.result)
+		}
+	}
+	for _, line := range logText(logs) {
+		if strings.Contains(line, token) || strings.Contains(line, secretAdmin) {
+			t.Errorf("log line carries an admin token: %s", line)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -163,7 +164,8 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	if err != nil {
 		return nil, fmt.Errorf("server.admin_token: %w", err)
 	}
-	aopts := gateway.AdminOptions{Token: token, Reload: a.reloadErr, LastReload: a.reloadStatus, Metrics: a.metrics.Handler()}
+	aopts := gateway.AdminOptions{Token: token, Reload: a.reloadErr, LastReload: a.reloadStatus, Metrics: a.metrics.Handler(),
+		Version: mainModuleVersion()}
 	switch {
 	case a.sim != nil:
 		aopts.Sandbox = a.sim
@@ -206,6 +208,15 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 		}
 	}
 	return a, nil
+}
+
+// mainModuleVersion is the binary's module version as the build recorded it
+// ("(devel)" for a build from a work tree), for the status page.
+func mainModuleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
 }
 
 // merchants is the notify package's view of the current merchants.
