@@ -122,7 +122,7 @@ func TestUnreadableRequestsNeverLogTheirBytes(t *testing.T) {
 				t.Errorf("log line quotes the request (%s): %s", s, line)
 			}
 		}
-		if strings.Contains(line, "remote=127.0.0.1:") {
+		if strings.Contains(line, "remote=127.0.0.1:") || strings.Contains(line, "client=127.0.0.1:") {
 			sawRemote = true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -246,12 +247,14 @@ type reqOpts struct {
 	signature string              // send this signature instead
 	otherKey  bool                // sign correctly, but with another key of the same algorithm
 	extra     map[string][]string // more header lines, names sent exactly as given
+	client    *http.Client        // nil: http.DefaultClient
 }
 
 type response struct {
 	status int
 	header http.Header
 	body   []byte
+	tls    *tls.ConnectionState
 }
 
 func (r response) json(t testing.TB) map[string]any {
@@ -315,13 +318,17 @@ func (s signer) do(t testing.TB, base, method, uri string, body []byte, o reqOpt
 	if len(body) > 0 {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := o.client
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{status: resp.StatusCode, header: resp.Header, body: b, tls: resp.TLS}
 }
 
 func paymentBody(otn string, amount int64, method string) []byte {

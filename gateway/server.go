@@ -7,6 +7,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -76,6 +77,8 @@ type snapshot struct {
 	currencies map[string]bool // every currency some channel lists
 	delays     []time.Duration // reconcile delays
 	publicURL  string
+	trusted    []netip.Prefix   // server.trusted_proxies
+	cert       *tls.Certificate // server.tls; nil without TLS
 }
 
 // Server is the merchant-facing edge.
@@ -162,6 +165,19 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 	}
 	for _, d := range cfg.Reconcile.Delays {
 		snap.delays = append(snap.delays, d.D())
+	}
+	if snap.trusted, err = config.ParsePrefixes(cfg.Server.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("server.trusted_proxies%w", err)
+	}
+	switch {
+	case cfg.Server.TLS.Enabled():
+		c, err := tls.LoadX509KeyPair(cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls: %w", err)
+		}
+		snap.cert = &c
+	case s.cfg.TLS.Enabled():
+		return nil, errors.New("server.tls: the listener serves TLS; turning it off needs a restart")
 	}
 	for _, ch := range cfg.Channels {
 		for _, c := range ch.Currencies {
@@ -255,9 +271,23 @@ type MerchantInfo struct {
 	AllowNetworks []netip.Prefix
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown, through the layers that
+// edgenet.go describes.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.http.Serve(newConnLimitListener(ln, s.cfg.MaxConnsPerIP, s.requestID))
+	trusted := func(ip netip.Addr) bool { return s.snap.Load().trustedPeer(ip) }
+	if s.cfg.ProxyProtocol {
+		ln = newProxyListener(ln, trusted, s.cfg.ReadTimeout.D(), s.logger)
+	}
+	if s.cfg.TLS.Enabled() {
+		ln = tls.NewListener(ln, s.tlsConfig())
+	}
+	cl := newConnLimitListener(ln, s.cfg.MaxConnsPerIP, s.requestID)
+	// A proxy that names its clients by X-Forwarded-For multiplexes many of
+	// them over its connections: counting those against one address would
+	// limit the proxy, not a client. With the PROXY protocol each connection
+	// is counted under the client the header names.
+	cl.exempt = trusted
+	return s.http.Serve(cl)
 }
 
 // Shutdown stops accepting, waits for in-flight requests (bounded by ctx).
@@ -295,7 +325,7 @@ func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
 	// err quotes the request's bytes (signatures, nonces, bodies): log its
 	// kind and the peer, never err itself.
 	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()),
-		zap.String("error", readErrorKind(err)), zap.String("remote", ctx.RemoteAddr().String()))
+		zap.String("error", readErrorKind(err)), zap.String("client", ctx.RemoteAddr().String()))
 }
 
 // reqLog collects what the request line logs, and carries the request's
@@ -308,7 +338,8 @@ type reqLog struct {
 	merchant  string
 	paymentID string
 	channel   string
-	traceID   string // of a valid W3C traceparent header, or ""
+	traceID   string     // of a valid W3C traceparent header, or ""
+	client    netip.Addr // the client's address (clientAddr)
 	err       error
 }
 
@@ -323,6 +354,7 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	if id, ok := traceID(ctx.Request.Header.Peek("traceparent")); ok {
 		rl.traceID = id
 	}
+	rl.client = s.clientAddr(ctx, s.snap.Load())
 	defer func() {
 		if p := recover(); p != nil {
 			s.logger.Error("panic in request", zap.Any("panic", p), zap.Stack("stack"), zap.String("request_id", reqID))
@@ -352,6 +384,9 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, reqID string, start time.T
 		zap.String("route", rl.route),
 		zap.Int("status", status),
 		zap.Duration("latency", s.now().Sub(start)),
+	}
+	if rl.client.IsValid() {
+		fields = append(fields, zap.String("client", rl.client.String()))
 	}
 	if rl.traceID != "" {
 		fields = append(fields, zap.String("trace_id", rl.traceID))
