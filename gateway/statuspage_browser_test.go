@@ -177,3 +177,6 @@ func TestStatusPageInBrowser(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Browser is browser for the external test package.
+func Browser(t *testing.T, d time.Duration) context.Context { return browser(t, d) }
