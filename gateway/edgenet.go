@@ -104,11 +104,14 @@ type proxyListener struct {
 	done  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup // the accept loop and header readers
+
+	mu      sync.Mutex
+	reading map[net.Conn]struct{} // connections whose header is being read
 }
 
 func newProxyListener(ln net.Listener, trusted func(netip.Addr) bool, timeout time.Duration, logger *zap.Logger) *proxyListener {
 	l := &proxyListener{Listener: ln, trusted: trusted, timeout: timeout, logger: logger,
-		conns: make(chan net.Conn), errc: make(chan error, 1), done: make(chan struct{})}
+		conns: make(chan net.Conn), errc: make(chan error, 1), done: make(chan struct{}), reading: map[net.Conn]struct{}{}}
 	l.wg.Add(1)
 	go l.loop()
 	return l
@@ -134,11 +137,30 @@ func (l *proxyListener) loop() {
 			l.handOn(c)
 			continue
 		}
-		l.wg.Add(1)
+		l.mu.Lock()
+		select {
+		case <-l.done:
+			l.mu.Unlock()
+			c.Close()
+			return
+		default:
+		}
+		l.reading[c] = struct{}{}
+		l.wg.Add(1) // under mu, before Close can close done and Wait
+		l.mu.Unlock()
 		go func() {
 			defer l.wg.Done()
 			pc, err := readProxyHeader(c, l.timeout)
+			l.mu.Lock()
+			delete(l.reading, c)
+			l.mu.Unlock()
 			if err != nil {
+				select {
+				case <-l.done: // closed by Close: shutting down, not refused
+					c.Close()
+					return
+				default:
+				}
 				l.logger.Warn("PROXY protocol header refused", zap.String("remote", c.RemoteAddr().String()), zap.String("kind", proxyErrorKind(err)))
 				c.Close()
 				return
@@ -168,11 +190,17 @@ func (l *proxyListener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops accepting and waits for the header readers (each bounded by
-// the read timeout).
+// Close stops accepting, closes the connections whose header is still being
+// read (so that shutdown does not wait out their read timeout) and waits for
+// its goroutines.
 func (l *proxyListener) Close() error {
 	err := l.Listener.Close()
+	l.mu.Lock()
 	l.once.Do(func() { close(l.done) })
+	for c := range l.reading {
+		c.Close() // unblocks the reader, which then closes c again, harmlessly
+	}
+	l.mu.Unlock()
 	l.wg.Wait()
 	return err
 }

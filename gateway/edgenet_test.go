@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,6 +24,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/paygate/paygate/config"
 )
 
 // writeCert writes a fresh self-signed certificate for 127.0.0.1 with the
@@ -271,5 +274,35 @@ func TestXForwardedFor(t *testing.T) {
 		if got[i] != tc.want {
 			t.Errorf("%s: client %q, want %q", tc.name, got[i], tc.want)
 		}
+	}
+}
+
+// Shutdown does not wait for a trusted peer that never sends its PROXY
+// header (read_timeout is an hour here): the header read is cut short.
+func TestProxyHeaderReadEndsOnShutdown(t *testing.T) {
+	cfg := testConfig(t, "http://127.0.0.1:1")
+	cfg.Server.TrustedProxies = []string{"127.0.0.1"}
+	cfg.Server.ProxyProtocol = true
+	cfg.Server.ReadTimeout = config.Duration(time.Hour)
+	in := startInstance(t, cfg, "")
+	c, err := net.Dial("tcp", strings.TrimPrefix(in.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "PROXY TCP4 203.0.113.7") // and nothing more
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		done <- in.srv.Shutdown(ctx)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("shutdown waits for a PROXY header that never comes")
 	}
 }
