@@ -134,7 +134,7 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		a.api(rec, r)
-		a.auditAction(r, rec.status, w.Header().Get("X-Request-Id"))
+		a.auditAction(r, rec, w.Header().Get("X-Request-Id"))
 		return
 	}
 	a.fail(w, apiErr(http.StatusNotFound, codeNotFound, "no such endpoint"))
@@ -330,6 +330,8 @@ func (a *Admin) sandboxAPI(w http.ResponseWriter, r *http.Request, seg []string,
 				a.fail(w, invalid("channel", "is required"))
 				return
 			}
+			auditNote(w, fmt.Sprintf("channel=%s down=%t error_rate=%g latency=%s drop_callbacks=%t",
+				f.Channel, f.Down, f.ErrorRate, f.Latency, f.DropCallbacks))
 			if err := a.sandbox.SetFaults(f); err != nil {
 				if errors.Is(err, sandbox.ErrNoChannel) {
 					a.fail(w, apiErr(http.StatusNotFound, codeNotFound, "%v", err))

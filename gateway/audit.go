@@ -15,10 +15,20 @@ import (
 // nor is any request body; the path (which names an event or a payment id)
 // and the query's parameter names are.
 
-// statusRecorder remembers the status a handler wrote.
+// statusRecorder remembers the status a handler wrote, and what the handler
+// noted about the action for the audit line (auditNote).
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	detail string
+}
+
+// auditNote adds detail to the audit line of the admin request w answers
+// (for example the fault settings a sandbox call applied).
+func auditNote(w http.ResponseWriter, detail string) {
+	if r, ok := w.(*statusRecorder); ok {
+		r.detail = detail
+	}
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -38,9 +48,11 @@ func auditResult(status int) string {
 }
 
 // auditAction logs one authorized admin request.
-func (a *Admin) auditAction(r *http.Request, status int, reqID string) {
+func (a *Admin) auditAction(r *http.Request, rec *statusRecorder, reqID string) {
+	status := rec.status
 	a.audit.Info("admin action",
 		zap.String("action", r.Method+" "+r.URL.Path),
+		zap.String("detail", rec.detail),
 		zap.String("params", queryNames(r)),
 		zap.String("result", auditResult(status)),
 		zap.Int("status", status),

@@ -17,6 +17,7 @@ import (
 
 	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/gateway"
+	"github.com/paygate/paygate/sandbox"
 )
 
 // Secrets planted in requests the servers cannot read; none may reach a log.
@@ -284,5 +285,45 @@ func TestAdminAudit(t *testing.T) {
 		if strings.Contains(line, token) || strings.Contains(line, secretAdmin) {
 			t.Errorf("log line carries an admin token: %s", line)
 		}
+	}
+}
+
+// fakeSandbox records the faults set through the admin API.
+type fakeSandbox struct{ faults []sandbox.Faults }
+
+func (f *fakeSandbox) Pay(string, string) error  { return nil }
+func (f *fakeSandbox) Fail(string, string) error { return nil }
+func (f *fakeSandbox) SetFaults(x sandbox.Faults) error {
+	f.faults = append(f.faults, x)
+	return nil
+}
+func (f *fakeSandbox) Faults() []sandbox.Faults { return f.faults }
+
+// A sandbox fault injection is audited with the settings it applied.
+func TestAdminAuditFaults(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	in := startLogged(t, testConfig(t, "http://127.0.0.1:1"), "", zap.New(core))
+	const token = "the-real-admin-token-0123456789"
+	sb := &fakeSandbox{}
+	srv := httptest.NewServer(gateway.NewAdmin(in.srv, in.st, gateway.AdminOptions{Token: token, Sandbox: sb}))
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/admin/sandbox/faults", strings.NewReader(`{"channel":"wechat-main","down":true,"error_rate":0.25}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || len(sb.faults) != 1 {
+		t.Fatalf("faults: %d, %d applied", res.StatusCode, len(sb.faults))
+	}
+	audit := logs.FilterLoggerName("gateway.admin.audit").All()
+	if len(audit) != 1 {
+		t.Fatalf("%d audit lines", len(audit))
+	}
+	f := audit[0].ContextMap()
+	if f["action"] != "POST /admin/sandbox/faults" || f["result"] != "done" ||
+		f["detail"] != "channel=wechat-main down=true error_rate=0.25 latency= drop_callbacks=false" {
+		t.Errorf("audit line: %v", f)
 	}
 }
