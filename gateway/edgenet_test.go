@@ -306,3 +306,33 @@ func TestProxyHeaderReadEndsOnShutdown(t *testing.T) {
 		t.Fatal("shutdown waits for a PROXY header that never comes")
 	}
 }
+
+// PROXY header, then TLS, on one connection (a TCP proxy in front of a
+// listener that terminates TLS): the header's client is logged.
+func TestProxyProtocolThenTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert := writeCert(t, dir, 7)
+	core, logs := observer.New(zapcore.InfoLevel)
+	cfg := testConfig(t, "http://127.0.0.1:1")
+	cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cfg.Server.TrustedProxies = []string{"127.0.0.1"}
+	cfg.Server.ProxyProtocol = true
+	in := startLogged(t, cfg, "", zap.New(core))
+	raw, err := net.Dial("tcp", strings.TrimPrefix(in.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := io.WriteString(raw, proxyV2(t, "192.0.2.44")); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	c := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if got := rawStatus(t, c, probe); !strings.Contains(got, "401") {
+		t.Fatalf("over PROXY + TLS: %q", got)
+	}
+	if clients := strings.Join(requestClients(logs), " "); clients != "192.0.2.44" {
+		t.Errorf("request lines name clients %q", clients)
+	}
+}
