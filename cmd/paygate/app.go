@@ -254,8 +254,8 @@ func (a *app) apply(cfg *config.Config, err error, source string) error {
 		a.mu.Unlock()
 		// The listeners are not rebound: keep their addresses (the command
 		// line's -listen included), and a public_url derived from them.
-		if cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen) {
-			cfg.Server.PublicURL = derivedPublicURL(old.Server.Listen)
+		if tls := cfg.Server.TLS.Enabled(); cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen, tls) {
+			cfg.Server.PublicURL = derivedPublicURL(old.Server.Listen, tls)
 		}
 		cfg.Server.Listen, cfg.Server.AdminListen = old.Server.Listen, old.Server.AdminListen
 		err = a.swap(cfg, old)
