@@ -45,7 +45,31 @@ type Server struct {
 	AdminToken      Secret   `yaml:"admin_token"`      // secret
 	AdminTokenEnv   string   `yaml:"admin_token_env"`  //
 	AdminTokenFile  string   `yaml:"admin_token_file"` //
+	// TLS serves the merchant listener over TLS (1.2 minimum) when its
+	// cert_file and key_file are set; zero: plain HTTP (behind a
+	// TLS-terminating proxy). The files are re-read on every reload;
+	// turning TLS on or off needs a restart.
+	TLS ServerTLS `yaml:"tls"`
+	// TrustedProxies are the CIDRs (or single addresses) of proxies in front
+	// of the merchant listener. Only a TCP peer inside them may name the
+	// client: by X-Forwarded-For, or by a PROXY protocol header when
+	// ProxyProtocol is on. Empty: every peer is the client. Reloadable.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyProtocol makes connections from TrustedProxies start with a
+	// PROXY protocol v1 or v2 header (required from them); other peers
+	// never may send one. Needs TrustedProxies. Read at start.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
 }
+
+// ServerTLS is the merchant listener's certificate: PEM files, the chain
+// (leaf first) in CertFile. Both set or both empty.
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t ServerTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // Store configures shared state.
 type Store struct {

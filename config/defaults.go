@@ -103,6 +103,9 @@ func (c *Config) finish(dir string) {
 	c.Server.PublicURL = strings.TrimRight(c.Server.PublicURL, "/")
 	if c.Server.PublicURL == "" {
 		c.Server.PublicURL = publicURLFor(c.Server.Listen)
+		if c.Server.TLS.Enabled() && c.Server.PublicURL != "" {
+			c.Server.PublicURL = "https" + strings.TrimPrefix(c.Server.PublicURL, "http")
+		}
 	}
 	if dir != "" {
 		c.Sandbox.KeysDir = under(dir, c.Sandbox.KeysDir)

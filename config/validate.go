@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"math"
 	"net"
@@ -143,10 +144,48 @@ func (v *validator) server() {
 	if s.MaxConnsPerIP < 1 {
 		v.add("server.max_conns_per_ip", "must be at least 1, got %d", s.MaxConnsPerIP)
 	}
+	v.serverEdge(s)
 	tok, ok := v.secret("server", "admin_token", s.AdminToken, s.AdminTokenEnv, s.AdminTokenFile, true)
 	if ok && !v.c.Sandbox.Enabled && len(tok) < 16 {
 		v.add("server.admin_token", "must be at least 16 bytes, got %d", len(tok))
 	}
+}
+
+// serverEdge checks the merchant listener's TLS and proxy settings.
+func (v *validator) serverEdge(s Server) {
+	if s.TLS.Enabled() {
+		if s.TLS.CertFile == "" || s.TLS.KeyFile == "" {
+			v.add("server.tls", "set both cert_file and key_file, or neither")
+		} else if _, err := tls.LoadX509KeyPair(s.TLS.CertFile, s.TLS.KeyFile); err != nil {
+			v.add("server.tls", "cannot load the certificate: %v", err)
+		}
+	}
+	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
+		v.add("server.trusted_proxies", "%v", err)
+	}
+	if s.ProxyProtocol && len(s.TrustedProxies) == 0 {
+		v.add("server.proxy_protocol", "needs server.trusted_proxies: only a trusted proxy may send a PROXY header")
+	}
+}
+
+// ParsePrefixes parses CIDRs; a bare address is a single-address prefix.
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for i, s := range list {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: want a CIDR or an IP address, got %q", i, s)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func (v *validator) store() {

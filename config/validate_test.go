@@ -56,6 +56,15 @@ func TestValidate(t *testing.T) {
 			[]string{`server.shutdown_timeout: must be greater than 0, got 0s`}},
 		{"max_conns_per_ip 0", func(c *Config, _ string) { c.Server.MaxConnsPerIP = 0 },
 			[]string{`server.max_conns_per_ip: must be at least 1, got 0`}},
+		{"tls key without cert", func(c *Config, dir string) { c.Server.TLS.KeyFile = filepath.Join(dir, "key.pem") },
+			[]string{`server.tls: set both cert_file and key_file, or neither`}},
+		{"tls files missing", func(c *Config, dir string) {
+			c.Server.TLS.CertFile, c.Server.TLS.KeyFile = filepath.Join(dir, "nope.pem"), filepath.Join(dir, "nope.key")
+		}, []string{`server.tls: cannot load the certificate: open {dir}/nope.pem: no such file or directory`}},
+		{"trusted proxy not a CIDR", func(c *Config, _ string) { c.Server.TrustedProxies = []string{"10.0.0.1", "10.0.0.0/33"} },
+			[]string{`server.trusted_proxies: [1]: want a CIDR or an IP address, got "10.0.0.0/33"`}},
+		{"proxy protocol without trusted proxies", func(c *Config, _ string) { c.Server.ProxyProtocol = true },
+			[]string{`server.proxy_protocol: needs server.trusted_proxies: only a trusted proxy may send a PROXY header`}},
 		{"admin token missing", func(c *Config, _ string) { c.Server.AdminTokenFile = "" },
 			[]string{`server.admin_token: required: set admin_token_env or admin_token_file`}},
 		{"admin token inline outside sandbox", func(c *Config, _ string) {

@@ -1,11 +1,9 @@
 package gateway
 
 import (
-	"fmt"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 
 	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/risk"
@@ -42,13 +40,4 @@ func (a *Admin) riskExplain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeAdminJSON(w, http.StatusOK, ex)
-}
-
-// riskRulesHTML is the status page's list of risk rules.
-func (a *Admin) riskRulesHTML(b *strings.Builder) {
-	b.WriteString(`<h2>Risk rules</h2><table id="risk"><tr><th>rule</th><th>kind</th><th>when</th><th>what</th></tr>`)
-	for _, ru := range a.s.risk.Table().Rules() {
-		fmt.Fprintf(b, `<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>`, htmlEsc(ru.Name), htmlEsc(ru.Kind), htmlEsc(ru.When), htmlEsc(ru.What))
-	}
-	b.WriteString(`</table>`)
 }

@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -59,6 +60,8 @@ type snapshot struct {
 	window     time.Duration
 	currencies map[string]bool // every currency some channel lists
 	publicURL  string
+	trusted    []netip.Prefix   // server.trusted_proxies
+	cert       *tls.Certificate // server.tls; nil without TLS
 }
 
 // Server is the merchant-facing edge.
@@ -152,7 +155,7 @@ func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logge
 		NoDefaultServerHeader:         true,
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{s.logger},
+		Logger:                        redactingLogger{s.logger}, // never the request's bytes: see edgelog.go
 	}
 	return s, nil
 }
@@ -176,6 +179,19 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 		window:     cfg.Security.TimestampWindow.D(),
 		currencies: map[string]bool{},
 		publicURL:  cfg.Server.PublicURL,
+	}
+	if snap.trusted, err = config.ParsePrefixes(cfg.Server.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("server.trusted_proxies%w", err)
+	}
+	switch {
+	case cfg.Server.TLS.Enabled():
+		c, err := tls.LoadX509KeyPair(cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls: %w", err)
+		}
+		snap.cert = &c
+	case s.cfg.TLS.Enabled():
+		return nil, errors.New("server.tls: the listener serves TLS; turning it off needs a restart")
 	}
 	for _, ch := range cfg.Channels {
 		for _, c := range ch.Currencies {
@@ -288,9 +304,23 @@ type MerchantInfo struct {
 	AllowNetworks []netip.Prefix
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown, through the layers that
+// edgenet.go describes.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.http.Serve(newConnLimitListener(ln, s.cfg.MaxConnsPerIP, s.requestID))
+	trusted := func(ip netip.Addr) bool { return s.snap.Load().trustedPeer(ip) }
+	if s.cfg.ProxyProtocol {
+		ln = newProxyListener(ln, trusted, s.cfg.ReadTimeout.D(), s.logger)
+	}
+	if s.cfg.TLS.Enabled() {
+		ln = tls.NewListener(ln, s.tlsConfig())
+	}
+	cl := newConnLimitListener(ln, s.cfg.MaxConnsPerIP, s.requestID)
+	// A proxy that names its clients by X-Forwarded-For multiplexes many of
+	// them over its connections: counting those against one address would
+	// limit the proxy, not a client. With the PROXY protocol each connection
+	// is counted under the client the header names.
+	cl.exempt = trusted
+	return s.http.Serve(cl)
 }
 
 // Shutdown stops accepting, waits for in-flight requests (bounded by ctx).
@@ -299,6 +329,15 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWit
 // requestID returns a process-unique, cross-instance-unique request id.
 func (s *Server) requestID() string {
 	return s.reqPrefix + strconv.FormatUint(s.reqSeq.Add(1), 36)
+}
+
+// incomingRequestID is the request's X-Request-Id when it sent a
+// well-formed one (validRequestID), else a fresh one.
+func (s *Server) incomingRequestID(ctx *fasthttp.RequestCtx) string {
+	if h := ctx.Request.Header.Peek("X-Request-Id"); validRequestID(h) {
+		return string(h)
+	}
+	return s.requestID()
 }
 
 // handleReadError answers requests fasthttp could not read: the contract's
@@ -316,7 +355,10 @@ func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		writeErrorBody(ctx, http.StatusBadRequest, codeInvalidRequest, "malformed HTTP request", reqID)
 	}
-	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()), zap.String("error", err.Error()))
+	// err quotes the request's bytes (signatures, nonces, bodies): log its
+	// kind and the peer, never err itself.
+	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()),
+		zap.String("error", readErrorKind(err)), zap.String("client", ctx.RemoteAddr().String()))
 	if s.metrics != nil {
 		s.metrics.ObserveRequest("", nil, ctx.Response.StatusCode(), nil, 0)
 	}
@@ -332,13 +374,15 @@ type reqLog struct {
 	merchant  string
 	paymentID string
 	channel   string
+	traceID   string     // of a valid W3C traceparent header, or ""
+	client    netip.Addr // the client's address (clientAddr)
 	err       error
 }
 
 // Handler is the fasthttp handler of the merchant listener.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	start := s.now()
-	reqID := s.requestID()
+	reqID := s.incomingRequestID(ctx)
 	ctx.Response.Header.Set("X-Request-Id", reqID)
 	if s.sandbox {
 		// Tells clients (paygate load refuses to create payments otherwise)
@@ -348,6 +392,10 @@ func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	rctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
 	rl := reqLog{ctx: rctx}
+	if id, ok := traceID(ctx.Request.Header.Peek("traceparent")); ok {
+		rl.traceID = id
+	}
+	rl.client = s.clientAddr(ctx, s.snap.Load())
 	defer func() {
 		if p := recover(); p != nil {
 			s.logger.Error("panic in request", zap.Any("panic", p), zap.Stack("stack"), zap.String("request_id", reqID))
@@ -380,6 +428,12 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, reqID string, start time.T
 		zap.String("route", rl.route),
 		zap.Int("status", status),
 		zap.Duration("latency", s.now().Sub(start)),
+	}
+	if rl.client.IsValid() {
+		fields = append(fields, zap.String("client", rl.client.String()))
+	}
+	if rl.traceID != "" {
+		fields = append(fields, zap.String("trace_id", rl.traceID))
 	}
 	if rl.merchant != "" {
 		fields = append(fields, zap.String("merchant", rl.merchant))
@@ -474,11 +528,6 @@ func splitPath(p string) ([]string, bool) {
 	}
 	return seg, len(seg) <= 4
 }
-
-// fasthttpLogger routes fasthttp's own messages into zap.
-type fasthttpLogger struct{ l *zap.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Warn(fmt.Sprintf(format, args...)) }
 
 // requestTimeout bounds one request's own work (store calls, channel calls
 // have their own per-attempt timeouts inside it).

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -170,7 +171,8 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (_ *a
 	if err != nil {
 		return nil, fmt.Errorf("server.admin_token: %w", err)
 	}
-	aopts := gateway.AdminOptions{Token: token, Reload: a.reloadErr, LastReload: a.reloadStatus, Metrics: a.metrics.Handler()}
+	aopts := gateway.AdminOptions{Token: token, Reload: a.reloadErr, LastReload: a.reloadStatus, Metrics: a.metrics.Handler(),
+		Version: mainModuleVersion()}
 	switch {
 	case a.sim != nil:
 		aopts.Sandbox = a.sim
@@ -193,7 +195,8 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (_ *a
 	a.router.Start(ctx)
 	a.notify.Start(ctx)
 	a.recon.Start(ctx)
-	a.admin = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	a.admin = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: adminHandler.ErrorLog()}
 	go func(srv *http.Server, ln net.Listener) { // ends on a.admin.Shutdown in stop
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("admin listener stopped", zap.Error(err))
@@ -211,6 +214,15 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (_ *a
 		}
 	}
 	return a, nil
+}
+
+// mainModuleVersion is the binary's module version as the build recorded it
+// ("(devel)" for a build from a work tree), for the status page.
+func mainModuleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
 }
 
 // merchants is the notify package's view of the current merchants.
@@ -248,8 +260,8 @@ func (a *app) apply(cfg *config.Config, err error, source string) error {
 		a.mu.Unlock()
 		// The listeners are not rebound: keep their addresses (the command
 		// line's -listen included), and a public_url derived from them.
-		if cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen) {
-			cfg.Server.PublicURL = derivedPublicURL(old.Server.Listen)
+		if tls := cfg.Server.TLS.Enabled(); cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen, tls) {
+			cfg.Server.PublicURL = derivedPublicURL(old.Server.Listen, tls)
 		}
 		cfg.Server.Listen, cfg.Server.AdminListen = old.Server.Listen, old.Server.AdminListen
 		err = a.swap(cfg, old)

@@ -136,8 +136,8 @@ func cannotStart(stderr io.Writer, err error) int {
 // from server.listen follows the new listen address.
 func applyFlags(cfg *config.Config, listen, adminListen string) {
 	if listen != "" {
-		if cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen) {
-			cfg.Server.PublicURL = derivedPublicURL(listen)
+		if tls := cfg.Server.TLS.Enabled(); cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen, tls) {
+			cfg.Server.PublicURL = derivedPublicURL(listen, tls)
 		}
 		cfg.Server.Listen = listen
 	}
@@ -146,10 +146,15 @@ func applyFlags(cfg *config.Config, listen, adminListen string) {
 	}
 }
 
-func derivedPublicURL(listen string) string {
+// derivedPublicURL is the public_url derived from a listen address with an
+// unspecified host; https when the merchant listener serves TLS.
+func derivedPublicURL(listen string, tls bool) string {
 	_, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return ""
+	}
+	if tls {
+		return "https://127.0.0.1:" + port
 	}
 	return "http://127.0.0.1:" + port
 }
