@@ -40,11 +40,14 @@ func Default() *Config {
 		Routing: Routing{
 			Failover:    Failover{MaxAttempts: 2},
 			Exploration: 0.02,
+			Tolerance:   0.05,
 			Health: Health{
-				Window:       Duration(60 * time.Second),
-				Buckets:      12,
-				MinSamples:   20,
-				SyncInterval: Duration(2 * time.Second),
+				Window:            Duration(60 * time.Second),
+				Buckets:           12,
+				MinSamples:        20,
+				SyncInterval:      Duration(2 * time.Second),
+				HalfLife:          Duration(10 * time.Second),
+				LatencyPercentile: 0.9,
 			},
 		},
 		Notifications: Notifications{
@@ -91,7 +94,7 @@ func defaultChannel() Channel {
 			FailureRatio:     0.5,
 			OpenFor:          Duration(10 * time.Second),
 			HalfOpenRequests: 5,
-			Interval:         Duration(60 * time.Second),
+			Interval:         Duration(30 * time.Second),
 		},
 	}
 }

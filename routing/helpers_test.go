@@ -201,6 +201,9 @@ func (m *memStore) AddHealth(_ context.Context, bs []store.HealthBucket, ttl tim
 		cur.OK += b.OK
 		cur.Fail += b.Fail
 		cur.LatencyMS += b.LatencyMS
+		for i := range b.Lat {
+			cur.Lat[i] += b.Lat[i]
+		}
 		ch[b.Bucket] = cur
 	}
 	return nil

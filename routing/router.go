@@ -5,9 +5,10 @@
 // atomically on reload; a request keeps the Table it started with. Each
 // channel instance has a health window (technical successes and failures in
 // time buckets, shared between gateway instances through the store) and a
-// circuit breaker (sony/gobreaker, two-step). Table.Decide matches the first
-// rule, excludes the candidates that cannot serve the request now, and orders
-// the rest by priority tier and weight × health score. Router.Call runs one
+// circuit breaker on a rolling window. Table.Decide matches the first rule,
+// excludes the candidates that cannot serve the request now, estimates each
+// one's success rate, eliminates the ones more than a tolerance below the
+// best and orders the rest by priority tier and weight. Router.Call runs one
 // channel operation through the channel's breaker and records its outcome.
 // See docs/routing.md.
 package routing
@@ -49,9 +50,8 @@ type options struct {
 	seeded bool
 }
 
-// WithClock sets the clock of the health windows and latency measurements
-// (default time.Now). Breaker timing (open_for, interval) runs on the wall
-// clock: gobreaker has no clock hook.
+// WithClock sets the clock of the health windows, the breakers and the
+// latency measurements (default time.Now).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithSeed makes the weighted and exploration choices deterministic: the
@@ -146,8 +146,14 @@ func (r *Router) Prepare(cfg *config.Config) (commit func(), err error) {
 // Table is the current routing table. Keep it for the whole request.
 func (r *Router) Table() *Table { return r.table.Load() }
 
+// OpCreate is the operation whose outcomes rank the channels: only creates
+// feed the success estimate and the breaker.
+const OpCreate = "create"
+
 // Call runs one channel operation through that channel's breaker and
-// records the outcome in its health window:
+// records the outcome. A create (op OpCreate) counts in the channel's
+// create window — what the success estimate is made of — and for its
+// breaker:
 //
 //   - nil: breaker success, health success;
 //   - a technical *adapters.Error (Technical()) or an untyped error: breaker
@@ -156,10 +162,15 @@ func (r *Router) Table() *Table { return r.table.Load() }
 //     success, health unaffected;
 //   - context.Canceled (the caller gave up): neither.
 //
-// If the breaker is open, or half-open with every probe slot taken, fn is not
-// called and Call returns an *adapters.Error{Kind: KindUnavailable, Code:
-// "breaker_open"}. If ctx has no deadline, Call puts the channel's timeout on
-// it. A panic in fn counts as a technical failure and is re-raised.
+// Every other operation (the reconciler's queries, closes, refunds) counts
+// the same way in a separate query window shown on /admin/channels, never
+// in the estimate nor the breaker; it is refused only while the breaker is
+// open and takes no half-open probe slot.
+//
+// If the breaker refuses, fn is not called and Call returns an
+// *adapters.Error{Kind: KindUnavailable, Code: "breaker_open"}. If ctx has
+// no deadline, Call puts the channel's timeout on it. A panic in fn counts
+// as a technical failure and is re-raised.
 //
 // A channel that is not in the current table (a reload removed it while a
 // request was using the old table) runs fn unguarded and unrecorded.
@@ -168,35 +179,40 @@ func (r *Router) Call(ctx context.Context, channel, op string, fn func(ctx conte
 	if !ok {
 		return fn(ctx)
 	}
-	done, err := ch.br.cb.Allow()
-	if err != nil {
+	create := op == OpCreate
+	tk, allowed := ch.br.allow(create)
+	if !allowed {
 		return &adapters.Error{Channel: channel, Op: op, Kind: adapters.KindUnavailable, Code: "breaker_open",
-			Message: "circuit breaker open; request not sent", Err: err}
+			Message: "circuit breaker open; request not sent", Err: errBreakerRefused}
 	}
 	if _, has := ctx.Deadline(); !has {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, ch.timeout)
 		defer cancel()
 	}
+	win := ch.health
+	if !create {
+		win = ch.queries
+	}
 	start := r.rt.now()
 	returned := false
 	defer func() {
 		if !returned { // fn panicked; the panic continues after this
-			done(errBreakerFailure)
+			ch.br.done(tk, outcomeTechnical)
 			now := r.rt.now()
-			ch.health.observe(now, false, now.Sub(start))
+			win.observe(now, false, now.Sub(start))
 		}
 	}()
-	err = fn(ctx)
+	err := fn(ctx)
 	returned = true
 	now := r.rt.now()
 	o := classify(ctx, err)
-	done(o.breakerErr())
+	ch.br.done(tk, o)
 	switch o {
 	case outcomeSuccess:
-		ch.health.observe(now, true, now.Sub(start))
+		win.observe(now, true, now.Sub(start))
 	case outcomeTechnical:
-		ch.health.observe(now, false, now.Sub(start))
+		win.observe(now, false, now.Sub(start))
 	}
 	return err
 }
@@ -211,12 +227,24 @@ func (r *Router) RecordFailover(from, to string) {
 }
 
 // ChannelStatus is one channel's figures for GET /admin/channels and the
-// status page.
+// status page. Score, SuccessRate, Samples and the estimate's parts are of
+// creates only.
 type ChannelStatus struct {
-	Channel string  `json:"channel"`
-	Type    string  `json:"type"`
-	Score   float64 `json:"score"`   // health score in (0, 1], what Decide uses
-	Breaker string  `json:"breaker"` // closed | half-open | open
+	Channel string `json:"channel"`
+	Type    string `json:"type"`
+	// Score is the success estimate in (0, 1] that Decide ranks by:
+	// Success × the latency factor of LatencyPMS against the target.
+	Score      float64 `json:"score"`
+	Success    float64 `json:"success"`
+	LatencyPMS float64 `json:"latency_p_ms"`
+	// Best is the best Score among the enabled channels that serve one of
+	// this channel's methods (this one included); Eliminated says this
+	// channel is more than routing.tolerance below it (and not probing),
+	// Why says whether failures or latency put it there.
+	Best       float64 `json:"best"`
+	Eliminated bool    `json:"eliminated"`
+	Why        string  `json:"why,omitempty"`
+	Breaker    string  `json:"breaker"` // closed | half-open | open
 	// SuccessRate is ok / (ok + technical failures) over the window, 1 when
 	// Samples is 0. Business declines are in neither count.
 	SuccessRate float64 `json:"success_rate"`
@@ -229,6 +257,11 @@ type ChannelStatus struct {
 	// channel within the window, on this instance.
 	FailoversRecent int64 `json:"failovers_recent"`
 	LatencyTargetMS int64 `json:"latency_target_ms"`
+	// QuerySuccessRate and QuerySamples are the same for every other
+	// operation (queries, closes, refunds) on this instance: kept apart
+	// from the estimate.
+	QuerySuccessRate float64 `json:"query_success_rate"`
+	QuerySamples     int64   `json:"query_samples"`
 	// Source says where Score, SuccessRate and Samples come from: "shared"
 	// (all gateway instances, through the store) or "local" (this one).
 	Source string `json:"source"`
@@ -240,26 +273,48 @@ func (r *Router) Channels() []ChannelStatus {
 	now := r.rt.now()
 	out := make([]ChannelStatus, 0, len(t.channels))
 	for _, ch := range t.channels {
-		c := ch.health.window(now, r.rt.shared, t.fresh)
+		c := ch.health.window(now, r.rt.shared, t.fresh, t.halfLife)
+		e := c.estimate(t.scoring, ch.target)
+		q := ch.queries.window(now, false, 0, 0)
 		ls := ch.health.local(now)
-		st, _ := ch.br.state()
+		st, _ := ch.br.status()
 		s := ChannelStatus{
-			Channel:         ch.id,
-			Type:            ch.cfg.Type,
-			Score:           c.score(t.minSamples, ch.target),
-			Breaker:         stateName(st),
-			SuccessRate:     c.successRate(),
-			Samples:         c.samples(),
-			P50MS:           ls.p50MS,
-			P99MS:           ls.p99MS,
-			FailoversRecent: ls.failovers,
-			LatencyTargetMS: ch.target.Milliseconds(),
-			Source:          "local",
+			Channel:          ch.id,
+			Type:             ch.cfg.Type,
+			Score:            e.value,
+			Success:          e.success,
+			LatencyPMS:       e.pqMS,
+			Breaker:          stateName(st),
+			SuccessRate:      c.successRate(),
+			Samples:          c.samples(),
+			P50MS:            ls.p50MS,
+			P99MS:            ls.p99MS,
+			FailoversRecent:  ls.failovers,
+			LatencyTargetMS:  ch.target.Milliseconds(),
+			QuerySuccessRate: q.successRate(),
+			QuerySamples:     q.samples(),
+			Source:           "local",
 		}
 		if c.shared {
 			s.Source = "shared"
 		}
 		out = append(out, s)
+	}
+	// Best among the enabled, not open channels sharing a method.
+	for i, ch := range t.channels {
+		s := &out[i]
+		s.Best = s.Score
+		for j, o := range t.channels {
+			if o.methods&ch.methods != 0 && !o.cfg.Disabled && out[j].Breaker != BreakerOpen {
+				s.Best = max(s.Best, out[j].Score)
+			}
+		}
+		if !ch.cfg.Disabled && s.Breaker == BreakerClosed && s.Score < s.Best-t.tolerance {
+			s.Eliminated, s.Why = true, WhyLatency
+			if s.Success < s.Best-t.tolerance {
+				s.Why = WhyFailures
+			}
+		}
 	}
 	return out
 }
