@@ -108,6 +108,9 @@ type breaker struct {
 	ring     [breakerBuckets]bbucket
 	inflight uint32 // half-open: probes in flight
 	probesOK uint32 // half-open: successful probes
+	// recovered is when the probes last closed the breaker: the success
+	// estimate forgets what came before (see health.window).
+	recovered time.Time
 }
 
 // bbucket is one time bucket of the closed-state window.
@@ -172,6 +175,7 @@ func (b *breaker) done(t ticket, o outcome) {
 			b.probesOK++
 			if b.probesOK >= max(b.settings.HalfOpenRequests, 1) {
 				b.set(stateClosed, now)
+				b.recovered = now
 			}
 		}
 		return
@@ -248,12 +252,12 @@ func (b *breaker) counts(now time.Time) (ok, fail uint32) {
 	return ok, fail
 }
 
-// status is the state now, and for half-open whether every probe slot is
-// taken (then Decide excludes the channel).
-func (b *breaker) status() (st breakerState, full bool) {
+// status is the state now, for half-open whether every probe slot is taken
+// (then Decide excludes the channel), and when probes last closed it.
+func (b *breaker) status() (st breakerState, full bool, recovered time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(b.now())
 	full = b.state == stateHalfOpen && b.inflight+b.probesOK >= max(b.settings.HalfOpenRequests, 1)
-	return b.state, full
+	return b.state, full, b.recovered
 }

@@ -297,10 +297,16 @@ func (c *counts) add(ok, fail int64, lat *[latBins]int64, w float64) {
 
 // window sums the buckets of the window ending at now. With useShared and
 // a shared snapshot read within fresh of now, it is the shared counts plus
-// this instance's unsynced deltas; otherwise the local window.
-func (h *health) window(now time.Time, useShared bool, fresh, halfLife time.Duration) counts {
+// this instance's unsynced deltas; otherwise the local window. Buckets up
+// to the one holding since are left out: since is when the channel's
+// breaker last closed after its probes succeeded, and what came before
+// that recovery no longer describes the channel.
+func (h *health) window(now time.Time, useShared bool, fresh, halfLife time.Duration, since time.Time) counts {
 	cur := h.index(now)
 	lo := cur - h.n + 1
+	if !since.IsZero() {
+		lo = max(lo, h.index(since)+1)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var c counts

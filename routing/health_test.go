@@ -220,7 +220,7 @@ func TestHealthClockGoingBackwards(t *testing.T) {
 	h.observe(t0, true, time.Millisecond)
 	// More than a window in the past: dropped, and the newer bucket kept.
 	h.observe(t0.Add(-2*time.Minute), false, time.Millisecond)
-	if c := h.window(t0, false, 0, time.Second); c.ok != 1 || c.fail != 0 {
+	if c := h.window(t0, false, 0, time.Second, time.Time{}); c.ok != 1 || c.fail != 0 {
 		t.Fatalf("window = %+v, want the one success only", c)
 	}
 }

@@ -179,42 +179,62 @@ func (r *Router) Call(ctx context.Context, channel, op string, fn func(ctx conte
 	if !ok {
 		return fn(ctx)
 	}
-	create := op == OpCreate
-	tk, allowed := ch.br.allow(create)
-	if !allowed {
-		return &adapters.Error{Channel: channel, Op: op, Kind: adapters.KindUnavailable, Code: "breaker_open",
-			Message: "circuit breaker open; request not sent", Err: errBreakerRefused}
+	c, err := r.begin(ch, op)
+	if err != nil {
+		return err
 	}
 	if _, has := ctx.Deadline(); !has {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, ch.timeout)
 		defer cancel()
 	}
+	returned := false
+	defer func() {
+		if !returned { // fn panicked; the panic continues after this
+			c.end(outcomeTechnical)
+		}
+	}()
+	err = fn(ctx)
+	returned = true
+	c.end(classify(ctx, err))
+	return err
+}
+
+// inflight is one admitted channel call, from begin to end.
+type inflight struct {
+	r     *Router
+	ch    *channel
+	tk    ticket
+	win   *health
+	start time.Time
+}
+
+// begin admits one call of op on ch through its breaker; end records it.
+// Call is begin, fn, end; the simulation test runs many calls at once on
+// one clock with them.
+func (r *Router) begin(ch *channel, op string) (inflight, error) {
+	create := op == OpCreate
+	tk, allowed := ch.br.allow(create)
+	if !allowed {
+		return inflight{}, &adapters.Error{Channel: ch.id, Op: op, Kind: adapters.KindUnavailable, Code: "breaker_open",
+			Message: "circuit breaker open; request not sent", Err: errBreakerRefused}
+	}
 	win := ch.health
 	if !create {
 		win = ch.queries
 	}
-	start := r.rt.now()
-	returned := false
-	defer func() {
-		if !returned { // fn panicked; the panic continues after this
-			ch.br.done(tk, outcomeTechnical)
-			now := r.rt.now()
-			win.observe(now, false, now.Sub(start))
-		}
-	}()
-	err := fn(ctx)
-	returned = true
-	now := r.rt.now()
-	o := classify(ctx, err)
-	ch.br.done(tk, o)
+	return inflight{r: r, ch: ch, tk: tk, win: win, start: r.rt.now()}, nil
+}
+
+func (c inflight) end(o outcome) {
+	now := c.r.rt.now()
+	c.ch.br.done(c.tk, o)
 	switch o {
 	case outcomeSuccess:
-		win.observe(now, true, now.Sub(start))
+		c.win.observe(now, true, now.Sub(c.start))
 	case outcomeTechnical:
-		win.observe(now, false, now.Sub(start))
+		c.win.observe(now, false, now.Sub(c.start))
 	}
-	return err
 }
 
 // RecordFailover counts a failover from one channel to another; it shows in
@@ -273,11 +293,11 @@ func (r *Router) Channels() []ChannelStatus {
 	now := r.rt.now()
 	out := make([]ChannelStatus, 0, len(t.channels))
 	for _, ch := range t.channels {
-		c := ch.health.window(now, r.rt.shared, t.fresh, t.halfLife)
+		st, _, recovered := ch.br.status()
+		c := ch.health.window(now, r.rt.shared, t.fresh, t.halfLife, recovered)
 		e := c.estimate(t.scoring, ch.target)
-		q := ch.queries.window(now, false, 0, 0)
+		q := ch.queries.window(now, false, 0, 0, time.Time{})
 		ls := ch.health.local(now)
-		st, _ := ch.br.status()
 		s := ChannelStatus{
 			Channel:          ch.id,
 			Type:             ch.cfg.Type,

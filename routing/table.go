@@ -290,10 +290,10 @@ func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate 
 	for _, rf := range refs {
 		ch := rf.ch
 		c := Candidate{Channel: ch.id, Rule: name, Weight: rf.weight, Priority: rf.priority}
-		cw := ch.health.window(now, t.rt.shared, t.fresh, t.halfLife)
+		st, full, recovered := ch.br.status()
+		cw := ch.health.window(now, t.rt.shared, t.fresh, t.halfLife, recovered)
 		e := cw.estimate(t.scoring, ch.target)
 		c.Score, c.Success, c.LatencyPMS = e.value, e.success, e.pqMS
-		st, full := ch.br.status()
 		c.Breaker = stateName(st)
 		switch {
 		case ch.cfg.Disabled:
