@@ -309,45 +309,57 @@ var simScenarios = []struct {
 func TestRoutingSimulation(t *testing.T) {
 	t.Parallel()
 	for _, sc := range simScenarios {
-		for _, n := range []int{1, 2} {
-			t.Run(fmt.Sprintf("%s/%d instances", sc.f.name, n), func(t *testing.T) {
-				t.Parallel()
-				res := simulate(t, sc.f, n, false)
-				oracle := simulate(t, sc.f, n, true)
+		t.Run(sc.f.name, func(t *testing.T) {
+			t.Parallel()
+			var runs [2]simResult
+			for i, n := range []int{1, 2} {
+				runs[i] = simulate(t, sc.f, n, false)
 				for _, tg := range sc.targets {
 					base := simFault
 					if tg.afterClear {
 						base = sc.f.clear
 					}
-					s := res.over(base+tg.from, base+tg.to)
+					s := runs[i].over(base+tg.from, base+tg.to)
 					if s.share() > tg.maxShare || s.share() < tg.minShare || s.success() < tg.minOK {
-						t.Errorf("%v..%v: share %.3f (want ≤ %.2f, ≥ %.2f), success %.4f (want ≥ %.2f)",
-							tg.from, tg.to, s.share(), tg.maxShare, tg.minShare, s.success(), tg.minOK)
+						t.Errorf("%d instances, %v..%v: share %.3f (want ≤ %.2f, ≥ %.2f), success %.4f (want ≥ %.2f)",
+							n, tg.from, tg.to, s.share(), tg.maxShare, tg.minShare, s.success(), tg.minOK)
 					}
 				}
-				if testing.Verbose() {
-					t.Log("\n" + simTable(sc.f, res, oracle))
-				}
-			})
-		}
+			}
+			if testing.Verbose() {
+				t.Log("\n" + simTable(sc.f, runs, simulate(t, sc.f, 1, true)))
+			}
+		})
 	}
 }
 
-// simTable prints 5-second rows from 5s before the fault to its end (or
-// 35s past its clearing): share of first attempts to the sick channel,
-// failovers per payment and merchant success, paygate against the oracle.
-func simTable(f fault, res, oracle simResult) string {
-	var b strings.Builder
-	b.WriteString("| since fault | sick first (paygate / oracle) | failovers per payment | merchant success |\n|---|---|---|---|\n")
-	end := simEnd
-	if f.clear < simEnd {
-		end = f.clear + 35*time.Second
+// simTable prints the curves of docs/routing.md: per time range since the
+// fault (and since it cleared), the sick channel's share of first
+// attempts, failovers per payment and merchant success, for paygate with
+// one and two instances and for the oracle.
+func simTable(f fault, runs [2]simResult, oracle simResult) string {
+	type span struct {
+		base     time.Duration
+		label    string
+		from, to int
 	}
-	for from := simFault - 5*time.Second; from < end; from += 5 * time.Second {
-		s, o := res.over(from, from+5*time.Second), oracle.over(from, from+5*time.Second)
-		fmt.Fprintf(&b, "| %v–%v | %.1f%% / %.1f%% | %.3f / %.3f | %.2f%% / %.2f%% |\n",
-			int((from-simFault)/time.Second), int((from+5*time.Second-simFault)/time.Second),
-			100*s.share(), 100*o.share(), s.failoverPP(), o.failoverPP(), 100*s.success(), 100*o.success())
+	var spans []span
+	for _, p := range [][2]int{{-5, 0}, {0, 5}, {5, 10}, {10, 15}, {15, 20}, {20, 35}, {35, 60}} {
+		spans = append(spans, span{simFault, "fault", p[0], p[1]})
+	}
+	if f.clear < simEnd {
+		for _, p := range [][2]int{{0, 5}, {5, 10}, {10, 20}, {20, 30}, {30, 60}} {
+			spans = append(spans, span{f.clear, "cleared", p[0], p[1]})
+		}
+	}
+	var b strings.Builder
+	b.WriteString("| since | first attempts to the sick channel: 1 / 2 instances / oracle | failovers per payment | merchant success |\n|---|---|---|---|\n")
+	for _, sp := range spans {
+		from, to := sp.base+time.Duration(sp.from)*time.Second, sp.base+time.Duration(sp.to)*time.Second
+		s1, s2, o := runs[0].over(from, to), runs[1].over(from, to), oracle.over(from, to)
+		fmt.Fprintf(&b, "| %s %d–%d s | %.1f%% / %.1f%% / %.1f%% | %.3f / %.3f / %.3f | %.2f%% / %.2f%% / %.2f%% |\n",
+			sp.label, sp.from, sp.to, 100*s1.share(), 100*s2.share(), 100*o.share(),
+			s1.failoverPP(), s2.failoverPP(), o.failoverPP(), 100*s1.success(), 100*s2.success(), 100*o.success())
 	}
 	return b.String()
 }
