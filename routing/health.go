@@ -297,15 +297,17 @@ func (c *counts) add(ok, fail int64, lat *[latBins]int64, w float64) {
 
 // window sums the buckets of the window ending at now. With useShared and
 // a shared snapshot read within fresh of now, it is the shared counts plus
-// this instance's unsynced deltas; otherwise the local window. Buckets up
-// to the one holding since are left out: since is when the channel's
+// this instance's unsynced deltas; otherwise the local window. Buckets
+// before the one holding since are left out: since is when the channel's
 // breaker last closed after its probes succeeded, and what came before
-// that recovery no longer describes the channel.
+// that recovery no longer describes the channel. (The bucket holding it
+// stays, so that what follows the recovery counts at once; while the
+// breaker was open it saw little besides the probes.)
 func (h *health) window(now time.Time, useShared bool, fresh, halfLife time.Duration, since time.Time) counts {
 	cur := h.index(now)
 	lo := cur - h.n + 1
 	if !since.IsZero() {
-		lo = max(lo, h.index(since)+1)
+		lo = max(lo, h.index(since))
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
