@@ -373,7 +373,7 @@ func (s *Server) recoverAction(ctx context.Context, rec *payment.Record) (*payme
 		return rec, fmt.Errorf("channel %s is no longer configured", rec.Channel)
 	}
 	var res *adapters.CreateResult
-	if err := s.callChannel(table, rec.Channel, "create", func(ctx context.Context) error {
+	if err := s.callCreate(table, rec.Channel, rec.Method, func(ctx context.Context) error {
 		var err error
 		res, err = ch.Create(ctx, createRequestOf(rec))
 		return err

@@ -212,7 +212,7 @@ func (s *Server) createAtChannels(reqCtx context.Context, table *routing.Table, 
 		}
 		start := s.now()
 		var res *adapters.CreateResult
-		err := s.callChannel(table, chID, "create", func(ctx context.Context) error {
+		err := s.callCreate(table, chID, rec.Method, func(ctx context.Context) error {
 			var err error
 			res, err = ch.Create(ctx, creq)
 			return err
@@ -318,6 +318,14 @@ func (s *Server) callChannel(table *routing.Table, chID, op string, fn func(ctx 
 	ctx, cancel := context.WithTimeout(context.Background(), s.channelTimeout(table, chID))
 	defer cancel()
 	return s.router.Call(ctx, chID, op, fn)
+}
+
+// callCreate is callChannel for a create of a payment of method m: its
+// outcome ranks the channel for m's payments too (routing.Router.CallCreate).
+func (s *Server) callCreate(table *routing.Table, chID string, m payment.Method, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.channelTimeout(table, chID))
+	defer cancel()
+	return s.router.CallCreate(ctx, chID, m, fn)
 }
 
 // channelTimeout is the configured per-call timeout of a channel.

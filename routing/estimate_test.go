@@ -9,6 +9,7 @@ import (
 
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/payment"
 )
 
 // Reconciler queries (and closes, refunds) are kept apart: they never move
@@ -161,5 +162,53 @@ func TestEliminationShownInStatusAndExplain(t *testing.T) {
 	firsts, explored := share(r, 20000)
 	if want := 0.02 / 2; math.Abs(firsts["wx"]-want) > 0.004 || math.Abs(explored-0.02) > 0.005 {
 		t.Fatalf("eliminated wx first share = %v (explored %v), want ≈ %v: exploration only", firsts["wx"], explored, want)
+	}
+}
+
+// A channel failing for one method only: once that method's window has
+// min_samples creates, its payments are routed on the method's estimate,
+// and the channel's other methods keep theirs. The method windows are
+// shared between instances like the channel's.
+func TestPerMethodEstimate(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig()
+	cfg.Routing.Rules = []config.Rule{
+		{Name: "jsapi", When: config.Match{Methods: []string{"wechat_jsapi"}}, Channels: []config.ChannelRef{ref_("wx", 60), ref_("wx-usd", 40)}},
+		{Name: "qr", When: config.Match{Methods: []string{"qr"}}, Channels: []config.ChannelRef{ref_("wx", 60), ref_("ali", 40)}},
+	}
+	cfg.Channels[3].Currencies = nil // wx-usd: CNY too
+	hs := newMemStore()
+	r1, r2, _ := twoInstances(t, hs, cfg)
+	create := func(r *Router, m payment.Method, n int, err error) {
+		for range n {
+			_ = r.CallCreate(context.Background(), "wx", m, func(context.Context) error { return err })
+		}
+	}
+	create(r1, payment.MethodQR, 200, nil)
+	create(r1, payment.MethodWechatJSAPI, 9, errTech) // fewer than min_requests (10): the breaker stays closed
+	create(r1, payment.MethodWechatJSAPI, 30, nil)
+	mustSync(t, r1, r2)
+
+	jsapi := Request{Merchant: "demo", Method: payment.MethodWechatJSAPI, Amount: 100, Currency: "CNY"}
+	for _, r := range []*Router{r1, r2} {
+		q := candidate(t, r.Table().Decide(qr100), "wx")
+		j := candidate(t, r.Table().Decide(jsapi), "wx")
+		if !q.PerMethod || q.Eliminated || q.Score < 0.99 {
+			t.Fatalf("qr: wx = %+v, want its qr estimate, not eliminated", q)
+		}
+		// jsapi: (30 + 19.6) / (39 + 20) = 0.84 against wx-usd's prior 0.98.
+		if !j.PerMethod || !j.Eliminated || math.Abs(j.Score-(30+19.6)/59) > 1e-9 {
+			t.Fatalf("jsapi: wx = %+v, want its jsapi estimate 0.84, eliminated", j)
+		}
+	}
+	// The channel's own estimate mixes both: (230 + 19.6)/(239 + 20).
+	if s := status(t, r2, "wx"); math.Abs(s.Score-(230+19.6)/259) > 1e-9 {
+		t.Fatalf("channel estimate = %v", s.Score)
+	}
+	// Too few creates of a method: the channel's estimate is used.
+	create(r1, payment.MethodWechatNative, 5, nil)
+	native := Request{Merchant: "demo", Method: payment.MethodWechatNative, Amount: 100, Currency: "CNY"}
+	if c := candidate(t, r1.Table().Decide(native), "wx"); c.PerMethod || c.Score != status(t, r1, "wx").Score {
+		t.Fatalf("native with 5 creates: %+v, want the channel's estimate", c)
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/store"
 )
 
@@ -175,11 +176,22 @@ const OpCreate = "create"
 // A channel that is not in the current table (a reload removed it while a
 // request was using the old table) runs fn unguarded and unrecorded.
 func (r *Router) Call(ctx context.Context, channel, op string, fn func(ctx context.Context) error) error {
+	return r.call(ctx, channel, op, -1, fn)
+}
+
+// CallCreate is Call for a create of a payment by method: its outcome also
+// counts in the channel's window of that method, which gives the estimate
+// for that method's payments once it has min_samples creates.
+func (r *Router) CallCreate(ctx context.Context, channel string, method payment.Method, fn func(ctx context.Context) error) error {
+	return r.call(ctx, channel, OpCreate, methodIndex(method), fn)
+}
+
+func (r *Router) call(ctx context.Context, channel, op string, mi int, fn func(ctx context.Context) error) error {
 	ch, ok := r.table.Load().byID[channel]
 	if !ok {
 		return fn(ctx)
 	}
-	c, err := r.begin(ch, op)
+	c, err := r.begin(ch, op, mi)
 	if err != nil {
 		return err
 	}
@@ -206,34 +218,39 @@ type inflight struct {
 	ch    *channel
 	tk    ticket
 	win   *health
+	mwin  *health // the method's window of a create, or nil
 	start time.Time
 }
 
-// begin admits one call of op on ch through its breaker; end records it.
-// Call is begin, fn, end; the simulation test runs many calls at once on
-// one clock with them.
-func (r *Router) begin(ch *channel, op string) (inflight, error) {
+// begin admits one call of op (for a create: of method index mi, -1 if
+// unknown) on ch through its breaker; end records it. Call is begin, fn,
+// end; the simulation test runs many calls at once on one clock with them.
+func (r *Router) begin(ch *channel, op string, mi int) (inflight, error) {
 	create := op == OpCreate
 	tk, allowed := ch.br.allow(create)
 	if !allowed {
 		return inflight{}, &adapters.Error{Channel: ch.id, Op: op, Kind: adapters.KindUnavailable, Code: "breaker_open",
 			Message: "circuit breaker open; request not sent", Err: errBreakerRefused}
 	}
-	win := ch.health
-	if !create {
-		win = ch.queries
+	c := inflight{r: r, ch: ch, tk: tk, win: ch.health, start: r.rt.now()}
+	switch {
+	case !create:
+		c.win = ch.queries
+	case mi >= 0 && mi < len(ch.byMethod):
+		c.mwin = ch.byMethod[mi]
 	}
-	return inflight{r: r, ch: ch, tk: tk, win: win, start: r.rt.now()}, nil
+	return c, nil
 }
 
 func (c inflight) end(o outcome) {
 	now := c.r.rt.now()
 	c.ch.br.done(c.tk, o)
-	switch o {
-	case outcomeSuccess:
-		c.win.observe(now, true, now.Sub(c.start))
-	case outcomeTechnical:
-		c.win.observe(now, false, now.Sub(c.start))
+	if o != outcomeSuccess && o != outcomeTechnical {
+		return
+	}
+	c.win.observe(now, o == outcomeSuccess, now.Sub(c.start))
+	if c.mwin != nil {
+		c.mwin.observe(now, o == outcomeSuccess, now.Sub(c.start))
 	}
 }
 

@@ -183,7 +183,7 @@ func (r *Router) compile(cfg *config.Config) (*Table, error) {
 		// unchanged, the breaker while its settings are.
 		if prev, ok := old.channel(cc.ID); ok {
 			if prev.health.width == t.window/time.Duration(max(t.buckets, 1)) && prev.health.n == int64(t.buckets) {
-				ch.health, ch.queries = prev.health, prev.queries
+				ch.health, ch.queries, ch.byMethod = prev.health, prev.queries, prev.byMethod
 			}
 			if prev.br.settings == bs {
 				ch.br = prev.br
@@ -192,6 +192,21 @@ func (r *Router) compile(cfg *config.Config) (*Table, error) {
 		if ch.health == nil && t.buckets > 0 && t.window/time.Duration(t.buckets) >= time.Millisecond {
 			ch.health = newHealth(t.window, t.buckets)
 			ch.queries = newHealth(t.window, t.buckets)
+			ch.byMethod = make([]*health, len(payment.Methods))
+		}
+		// A method the channel serves gets its window (kept if it had one).
+		if ch.byMethod != nil {
+			kept := ch.byMethod
+			ch.byMethod = make([]*health, len(payment.Methods))
+			for mi := range ch.byMethod {
+				switch {
+				case ch.methods&(1<<mi) == 0:
+				case kept[mi] != nil:
+					ch.byMethod[mi] = kept[mi]
+				default:
+					ch.byMethod[mi] = newHealth(t.window, t.buckets)
+				}
+			}
 		}
 		if ch.br == nil {
 			ch.br = newBreaker(cc.ID, bs, r.rt.now, r.rt.logger)

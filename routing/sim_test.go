@@ -180,7 +180,7 @@ func simulate(t testing.TB, f fault, instances int, oracle bool) simResult {
 				p.r.RecordFailover(p.order[p.next-2], ch.id)
 			}
 			first = false
-			c, err := p.r.begin(ch, OpCreate)
+			c, err := p.r.begin(ch, OpCreate, methodIndex(req.Method))
 			sec.creates++
 			if ch.id == simSick {
 				sec.sickCreates++

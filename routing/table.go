@@ -84,6 +84,10 @@ type Candidate struct {
 	// percentile (routing.health.latency_percentile) in ms, 0 with no calls.
 	Success    float64 `json:"success"`
 	LatencyPMS float64 `json:"latency_p_ms"`
+	// PerMethod says the estimate is of the request's method alone: it is
+	// when that method's window has at least min_samples (decayed) creates;
+	// otherwise it is of all the channel's creates.
+	PerMethod bool `json:"per_method"`
 	// Best is the best Score among the eligible candidates; a candidate
 	// more than routing.tolerance below it is Eliminated, for Why.
 	Best       float64 `json:"best"`
@@ -155,8 +159,24 @@ type channel struct {
 	timeout    time.Duration
 	target     time.Duration // latency target
 	health     *health       // creates: the success estimate
-	queries    *health       // every other operation, kept apart; this instance only
-	br         *breaker
+	// byMethod[i] is the create window of payment.Methods[i] alone, for the
+	// methods the channel serves (nil for the others); shared like health
+	// under the key "<id>@<method>".
+	byMethod []*health
+	queries  *health // every other operation, kept apart; this instance only
+	br       *breaker
+}
+
+// windows lists the channel's shared windows with their store keys.
+func (c *channel) windows(yield func(key string, h *health) bool) {
+	if !yield(c.id, c.health) {
+		return
+	}
+	for mi, h := range c.byMethod {
+		if h != nil && !yield(c.id+"@"+string(payment.Methods[mi]), h) {
+			return
+		}
+	}
 }
 
 func (c *channel) servesCurrency(cur string) bool {
@@ -292,6 +312,11 @@ func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate 
 		c := Candidate{Channel: ch.id, Rule: name, Weight: rf.weight, Priority: rf.priority}
 		st, full, recovered := ch.br.status()
 		cw := ch.health.window(now, t.rt.shared, t.fresh, t.halfLife, recovered)
+		if mi >= 0 && mi < len(ch.byMethod) && ch.byMethod[mi] != nil {
+			if mw := ch.byMethod[mi].window(now, t.rt.shared, t.fresh, t.halfLife, recovered); mw.wok+mw.wfail >= float64(t.scoring.minSamples) {
+				cw, c.PerMethod = mw, true
+			}
+		}
 		e := cw.estimate(t.scoring, ch.target)
 		c.Score, c.Success, c.LatencyPMS = e.value, e.success, e.pqMS
 		c.Breaker = stateName(st)
@@ -447,6 +472,7 @@ func (c Candidate) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddFloat64("weight", c.Weight)
 	enc.AddInt("priority", c.Priority)
 	enc.AddFloat64("score", c.Score)
+	enc.AddBool("per_method", c.PerMethod)
 	enc.AddFloat64("best", c.Best)
 	enc.AddBool("eliminated", c.Eliminated)
 	if c.Why != "" {
