@@ -162,6 +162,11 @@ type Breaker struct {
 	FailureRatio     float64  `yaml:"failure_ratio"`      // default 0.5
 	OpenFor          Duration `yaml:"open_for"`           // default 10s
 	HalfOpenRequests uint32   `yaml:"half_open_requests"` // default 5
+	// ConsecutiveFailures also opens the breaker, whatever the window's
+	// count: a channel that fails this many creates in a row while little
+	// traffic reaches it (its success estimate eliminated it) still trips.
+	// Default 5.
+	ConsecutiveFailures uint32 `yaml:"consecutive_failures"`
 	// Interval is the rolling window the closed breaker counts over (in
 	// tenths): it trips on the failure share of the last interval. Default 30s.
 	Interval Duration `yaml:"interval"`

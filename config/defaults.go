@@ -90,11 +90,12 @@ func defaultChannel() Channel {
 		Timeout:       Duration(3 * time.Second),
 		LatencyTarget: Duration(time.Second),
 		Breaker: Breaker{
-			MinRequests:      20,
-			FailureRatio:     0.5,
-			OpenFor:          Duration(10 * time.Second),
-			HalfOpenRequests: 5,
-			Interval:         Duration(30 * time.Second),
+			MinRequests:         20,
+			FailureRatio:        0.5,
+			OpenFor:             Duration(10 * time.Second),
+			HalfOpenRequests:    5,
+			Interval:            Duration(30 * time.Second),
+			ConsecutiveFailures: 5,
 		},
 	}
 }

@@ -85,7 +85,9 @@ var errBreakerRefused = errors.New("circuit breaker open")
 // Closed, it counts technical successes and failures over a rolling window
 // of breaker.interval (in breakerBuckets time buckets) and opens when at
 // least min_requests calls completed in that window and the failure share
-// reached failure_ratio — whatever came before the window. Open, it refuses
+// reached failure_ratio — whatever came before the window — or when the
+// last consecutive_failures calls all failed (an eliminated channel sees
+// too few calls to reach min_requests). Open, it refuses
 // for open_for; then half-open, it lets half_open_requests probes through:
 // that many successes close it (with an empty window), one failure reopens
 // it.
@@ -108,6 +110,7 @@ type breaker struct {
 	ring     [breakerBuckets]bbucket
 	inflight uint32 // half-open: probes in flight
 	probesOK uint32 // half-open: successful probes
+	streak   uint32 // closed: technical failures in a row
 	// recovered is when the probes last closed the breaker: the success
 	// estimate forgets what came before (see health.window).
 	recovered time.Time
@@ -184,14 +187,17 @@ func (b *breaker) done(t ticket, o outcome) {
 		return
 	}
 	bk := b.bucket(now)
-	if o == outcomeTechnical {
-		bk.fail++
-	} else {
+	if o != outcomeTechnical {
 		bk.ok++
+		b.streak = 0
+		return
 	}
+	bk.fail++
+	b.streak++
 	okN, failN := b.counts(now)
 	done := okN + failN
-	if o == outcomeTechnical && done >= b.settings.MinRequests && float64(failN) >= b.settings.FailureRatio*float64(done) {
+	if done >= b.settings.MinRequests && float64(failN) >= b.settings.FailureRatio*float64(done) ||
+		b.settings.ConsecutiveFailures > 0 && b.streak >= b.settings.ConsecutiveFailures {
 		b.open(now)
 	}
 }
@@ -215,7 +221,7 @@ func (b *breaker) set(to breakerState, now time.Time) {
 	b.state = to
 	b.gen++
 	b.ring = [breakerBuckets]bbucket{}
-	b.inflight, b.probesOK = 0, 0
+	b.inflight, b.probesOK, b.streak = 0, 0, 0
 	lvl := zap.InfoLevel
 	if to == stateOpen {
 		b.trips.Add(1)
@@ -230,10 +236,7 @@ func (b *breaker) index(now time.Time) int64 { return floorDiv(now.UnixNano(), i
 // bucket is the current bucket, recycled if its slot held an older one.
 func (b *breaker) bucket(now time.Time) *bbucket {
 	idx := b.index(now)
-	s := &b.ring[idx%breakerBuckets]
-	if idx < 0 {
-		s = &b.ring[(idx%breakerBuckets+breakerBuckets)%breakerBuckets]
-	}
+	s := &b.ring[(idx%breakerBuckets+breakerBuckets)%breakerBuckets]
 	if s.idx != idx {
 		*s = bbucket{idx: idx}
 	}

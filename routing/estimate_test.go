@@ -65,7 +65,7 @@ func TestBreakerRollingWindow(t *testing.T) {
 	t.Parallel()
 	cfg := baseConfig()
 	cfg.Channels[0].Breaker = config.Breaker{MinRequests: 10, FailureRatio: 0.5, OpenFor: config.Duration(time.Minute),
-		HalfOpenRequests: 1, Interval: config.Duration(10 * time.Second)}
+		HalfOpenRequests: 1, Interval: config.Duration(10 * time.Second), ConsecutiveFailures: 1000}
 	r, clk := newRouter(t, cfg, nil)
 	// A long healthy past does not dilute a burst of failures once it is
 	// older than the window (a fixed interval would have counted it all).
@@ -210,5 +210,26 @@ func TestPerMethodEstimate(t *testing.T) {
 	native := Request{Merchant: "demo", Method: payment.MethodWechatNative, Amount: 100, Currency: "CNY"}
 	if c := candidate(t, r1.Table().Decide(native), "wx"); c.PerMethod || c.Score != status(t, r1, "wx").Score {
 		t.Fatalf("native with 5 creates: %+v, want the channel's estimate", c)
+	}
+}
+
+// A failure streak trips the breaker whatever the window holds: an
+// eliminated channel gets so few creates that min_requests may never be
+// reached, and its breaker must still open to be probed back.
+func TestBreakerConsecutiveFailures(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig()
+	cfg.Channels[0].Breaker.ConsecutiveFailures = 3
+	r, _ := newRouter(t, cfg, nil)
+	callN(t, r, "wx", 100, nil)
+	callN(t, r, "wx", 2, errTech)
+	callN(t, r, "wx", 1, errDeclined) // an answer: ends the streak
+	callN(t, r, "wx", 2, errTech)
+	if s := status(t, r, "wx").Breaker; s != BreakerClosed {
+		t.Fatalf("two streaks of 2: %s, want closed", s)
+	}
+	callN(t, r, "wx", 1, errTech)
+	if s := status(t, r, "wx").Breaker; s != BreakerOpen {
+		t.Fatalf("3 failures in a row after 100 successes: %s, want open", s)
 	}
 }

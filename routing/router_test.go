@@ -221,7 +221,8 @@ func TestNewDefaults(t *testing.T) {
 	}
 	tab := r.Table()
 	ch := tab.byID["wx"]
-	wantBr := config.Breaker{MinRequests: 20, FailureRatio: 0.5, OpenFor: config.Duration(10 * time.Second), HalfOpenRequests: 5, Interval: config.Duration(30 * time.Second)}
+	wantBr := config.Breaker{MinRequests: 20, FailureRatio: 0.5, OpenFor: config.Duration(10 * time.Second), HalfOpenRequests: 5, Interval: config.Duration(30 * time.Second),
+		ConsecutiveFailures: 5}
 	if ch.br.settings != wantBr || ch.timeout != 3*time.Second || ch.target != time.Second || ch.currencies[0] != "CNY" {
 		t.Fatalf("channel defaults: %+v, timeout %v, target %v, currencies %v", ch.br.settings, ch.timeout, ch.target, ch.currencies)
 	}

@@ -23,6 +23,7 @@ const (
 	defaultFailureRatio  = 0.5
 	defaultOpenFor       = 10 * time.Second
 	defaultHalfOpen      = 5
+	defaultConsecutive   = 5
 	defaultInterval      = 30 * time.Second
 	defaultTolerance     = 0.05
 	defaultHalfLife      = 10 * time.Second
@@ -320,6 +321,9 @@ func breakerSettings(errs *problems, path string, b config.Breaker) config.Break
 	}
 	if b.HalfOpenRequests == 0 {
 		b.HalfOpenRequests = defaultHalfOpen
+	}
+	if b.ConsecutiveFailures == 0 {
+		b.ConsecutiveFailures = defaultConsecutive
 	}
 	b.OpenFor = config.Duration(orDefault(errs, path+".open_for", b.OpenFor.D(), defaultOpenFor))
 	b.Interval = config.Duration(orDefault(errs, path+".interval", b.Interval.D(), defaultInterval))
