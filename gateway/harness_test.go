@@ -26,6 +26,7 @@ import (
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/adapters/wechatpay"
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/engine"
 	"github.com/paygate/paygate/gateway"
 	"github.com/paygate/paygate/gateway/client"
 	"github.com/paygate/paygate/routing"
@@ -340,3 +341,8 @@ func otherKeySigner(t testing.TB, merchant string) *client.Signer {
 // the instance builds (to make a real channel answer in a way its simulator
 // never does). Tests that set it must not run in parallel.
 var wrapChannel func(*wechatpay.Client) adapters.Channel
+
+// reconciler is a reconciler of the instance's engine and merchants.
+func (in *instance) reconciler(interval, lease time.Duration) *engine.Reconciler {
+	return engine.NewReconciler(in.srv.Engine(), in.srv.MerchantIDs, interval, lease)
+}

@@ -11,11 +11,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/engine"
+	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/routing"
 )
 
 // Metrics are paygate's Prometheus collectors. It is the adapters.Observer
-// of every channel call and the notify observer; /metrics serves Handler.
+// of every channel call, the notify observer and the engine's observer;
+// /metrics serves Handler.
 type Metrics struct {
 	reg           *prometheus.Registry
 	channelCalls  *prometheus.CounterVec
@@ -26,6 +29,8 @@ type Metrics struct {
 	notifyLatency prometheus.Histogram
 	reloads       *prometheus.CounterVec
 	reconciled    *prometheus.CounterVec
+	failovers     *prometheus.CounterVec
+	payments      *prometheus.CounterVec
 }
 
 // NewMetrics registers paygate's collectors (and the Go/process ones) on a
@@ -59,8 +64,14 @@ func NewMetrics() *Metrics {
 		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paygate_reconciler_resolved_total", Help: "Pending payments and refunds the reconciler brought to a final status, by kind and status.",
 		}, []string{"kind", "status"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_routing_failovers_total", Help: "Creates that moved from one channel to the next because the first provably did not create the order.",
+		}, []string{"from", "to"}),
+		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_payments_total", Help: "Payments that reached a final status (succeeded, failed, closed), by channel; once per transition.",
+		}, []string{"channel", "status"}),
 	}
-	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled,
+	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled, m.failovers, m.payments,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -107,8 +118,19 @@ func (m *Metrics) Reloaded(ok bool) {
 	}
 }
 
-// Reconciled counts an object the reconciler brought to a final status.
+// Reconciled counts an object the reconciler brought to a final status
+// (engine.Observer).
 func (m *Metrics) Reconciled(kind, status string) { m.reconciled.WithLabelValues(kind, status).Inc() }
+
+// Failover counts a create moving from one channel to the next
+// (engine.Observer).
+func (m *Metrics) Failover(from, to string) { m.failovers.WithLabelValues(from, to).Inc() }
+
+// PaymentFinished counts a payment's transition to a final status
+// (engine.Observer).
+func (m *Metrics) PaymentFinished(channel string, status payment.Status) {
+	m.payments.WithLabelValues(channel, string(status)).Inc()
+}
 
 // OutboxStatter reads the notification backlog (implemented by *store.Store).
 type OutboxStatter interface {
@@ -166,4 +188,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-var _ adapters.Observer = (*Metrics)(nil)
+var (
+	_ adapters.Observer = (*Metrics)(nil)
+	_ engine.Observer   = (*Metrics)(nil)
+)

@@ -1,7 +1,8 @@
 // Package gateway is paygate's fasthttp edge: merchant authentication, the
-// merchant API (payments, refunds), channel callbacks, the admin listener, and
-// the payment logic those share (create with safe failover, exactly-once
-// state changes with their outbox events, reconciliation of pending objects).
+// merchant API (payments, refunds) with its strict decoding and limits, the
+// HTTP side of channel callbacks, the admin listener, and the mapping of
+// errors to HTTP statuses. The payment logic itself is the engine's
+// (package engine), which the edge calls.
 package gateway
 
 import (
@@ -22,35 +23,16 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/engine"
 	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/routing"
-	"github.com/paygate/paygate/store"
 )
 
-// Store is the shared state the gateway needs (implemented by *store.Store).
+// Store is the shared state the edge needs (implemented by *store.Store):
+// the engine's, and a health check.
 type Store interface {
-	PaymentStore
-	RefundStore
-	ClaimNonce(ctx context.Context, n store.Nonce) error
-	Throttle(ctx context.Context, merchant, key string, ttl time.Duration) (bool, error)
-	Reschedule(ctx context.Context, merchant, kind, id string, at time.Time) error
+	engine.Store
 	Ping(ctx context.Context) error
-}
-
-// PaymentStore keeps payments.
-type PaymentStore interface {
-	CreatePayment(ctx context.Context, n *store.Nonce, rec *payment.Record, sweepAt time.Time) (*payment.Record, bool, error)
-	GetPayment(ctx context.Context, n *store.Nonce, merchant, paymentID string) (*payment.Record, error)
-	GetPaymentByOutTradeNo(ctx context.Context, n *store.Nonce, merchant, outTradeNo string) (*payment.Record, error)
-	PaymentMerchant(ctx context.Context, paymentID string) (string, error)
-	UpdatePayment(ctx context.Context, rec *payment.Record, ch store.Change) error
-}
-
-// RefundStore keeps refunds.
-type RefundStore interface {
-	CreateRefund(ctx context.Context, n *store.Nonce, rf *payment.RefundRecord, sweepAt time.Time) (*payment.RefundRecord, bool, error)
-	GetRefund(ctx context.Context, n *store.Nonce, merchant, refundID string) (*payment.RefundRecord, error)
-	UpdateRefund(ctx context.Context, rf *payment.RefundRecord, ch store.Change) error
 }
 
 // merchant is a merchant's compiled runtime settings.
@@ -74,7 +56,6 @@ type snapshot struct {
 	retired    map[string]*merchant
 	window     time.Duration
 	currencies map[string]bool // every currency some channel lists
-	delays     []time.Duration // reconcile delays
 	publicURL  string
 }
 
@@ -82,6 +63,7 @@ type snapshot struct {
 type Server struct {
 	logger *zap.Logger
 	store  Store
+	eng    *engine.Engine
 	router *routing.Router
 	now    func() time.Time
 	cfg    config.Server
@@ -94,6 +76,7 @@ type Server struct {
 
 	onEvent func()   // called after an event was enqueued (wakes the notifier)
 	metrics *Metrics // nil: none
+	gate    engine.Gate
 }
 
 // Option configures a Server.
@@ -103,18 +86,28 @@ type Option func(*Server)
 // merchant event, so that delivery starts without waiting for a poll.
 func WithEventHook(f func()) Option { return func(s *Server) { s.onEvent = f } }
 
-// WithMetrics makes the edge and its reconciler report to m.
+// WithMetrics makes the edge and its engine report to m.
 func WithMetrics(m *Metrics) Option { return func(s *Server) { s.metrics = m } }
 
 // WithClock injects the clock (tests).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
-// New builds the edge. It does not listen until Serve.
+// WithGate sets the engine's check of every create before it is stored or
+// sent to a channel (engine.Gate).
+func WithGate(g engine.Gate) Option { return func(s *Server) { s.gate = g } }
+
+// New builds the edge and the engine it calls. It does not listen until
+// Serve.
 func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logger, opts ...Option) (*Server, error) {
 	s := &Server{logger: logger.Named("gateway"), store: st, router: router, now: time.Now, cfg: cfg.Server, onEvent: func() {}}
 	for _, o := range opts {
 		o(s)
 	}
+	eopts := []engine.Option{engine.WithClock(s.now), engine.WithEventHook(s.onEvent), engine.WithGate(s.gate)}
+	if s.metrics != nil {
+		eopts = append(eopts, engine.WithObserver(s.metrics))
+	}
+	s.eng = engine.New(cfg, st, router, logger, eopts...)
 	var rb [6]byte
 	rand.Read(rb[:])
 	s.reqPrefix = "req_" + fmt.Sprintf("%x", rb[:]) + "_"
@@ -159,9 +152,6 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 		window:     cfg.Security.TimestampWindow.D(),
 		currencies: map[string]bool{},
 		publicURL:  cfg.Server.PublicURL,
-	}
-	for _, d := range cfg.Reconcile.Delays {
-		snap.delays = append(snap.delays, d.D())
 	}
 	for _, ch := range cfg.Channels {
 		for _, c := range ch.Currencies {
@@ -231,7 +221,21 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 			}
 		}
 		s.snap.Store(snap)
+		s.eng.Reload(cfg)
 	}, nil
+}
+
+// Engine is the payment engine the edge calls (the reconciler runs it too).
+func (s *Server) Engine() *engine.Engine { return s.eng }
+
+// MerchantIDs lists the ids of Merchants.
+func (s *Server) MerchantIDs() []string {
+	ms := s.Merchants()
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return ids
 }
 
 // Merchants lists the delivery settings of every merchant with work that
@@ -444,6 +448,3 @@ func (s *Server) requestTimeout() time.Duration {
 	}
 	return 30 * time.Second
 }
-
-// stamp is the current time as stored and shown: UTC, whole seconds.
-func (s *Server) stamp() time.Time { return s.now().UTC().Truncate(time.Second) }

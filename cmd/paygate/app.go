@@ -17,6 +17,7 @@ import (
 	"github.com/paygate/paygate/adapters/bank"
 	"github.com/paygate/paygate/adapters/wechatpay"
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/engine"
 	"github.com/paygate/paygate/gateway"
 	"github.com/paygate/paygate/notify"
 	"github.com/paygate/paygate/routing"
@@ -40,7 +41,7 @@ type app struct {
 	// adminHandler gets the new admin token on reload.
 	adminHandler *gateway.Admin
 	notify       *notify.Dispatcher
-	recon        *gateway.Reconciler
+	recon        *engine.Reconciler
 	watcher      *config.Watcher
 	metrics      *gateway.Metrics
 
@@ -157,7 +158,7 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	if o.reconcile > 0 {
 		interval = o.reconcile
 	}
-	a.recon = gateway.NewReconciler(a.gw, a.store, interval, cfg.Reconcile.Lease.D())
+	a.recon = engine.NewReconciler(a.gw.Engine(), a.gw.MerchantIDs, interval, cfg.Reconcile.Lease.D())
 
 	token, err := cfg.Server.ResolveAdminToken()
 	if err != nil {
@@ -172,14 +173,7 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	}
 	adminHandler := gateway.NewAdmin(a.gw, a.store, aopts)
 	a.adminHandler = adminHandler
-	a.metrics.RegisterState(a.router, a.store, func() []string {
-		ms := a.gw.Merchants()
-		ids := make([]string, len(ms))
-		for i, m := range ms {
-			ids[i] = m.ID
-		}
-		return ids
-	})
+	a.metrics.RegisterState(a.router, a.store, a.gw.MerchantIDs)
 
 	if a.ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
 		return nil, fmt.Errorf("server.listen: %w", err)

@@ -116,6 +116,15 @@ func TestFailoverChannelDown(t *testing.T) {
 		}
 		site.waitEvent("payment.succeeded", id)
 	}
+	// Each move from A to B was counted (A was tried until its breaker
+	// opened, then skipped), and each payment's success once, on B.
+	m := string(do(t, mustReq(t, http.MethodGet, g.admin+"/metrics", "")).Body)
+	if n := metricValue(t, m, `paygate_routing_failovers_total{from="wechat-main",to="alipay-main"}`); n < 1 || n > 8 {
+		t.Errorf("failovers A→B counted %v times for 8 payments", n)
+	}
+	if n := metricValue(t, m, `paygate_payments_total{channel="alipay-main",status="succeeded"}`); n != 8 {
+		t.Errorf("payments succeeded on B counted %v times, want 8", n)
+	}
 
 	// A back: payments keep going to B while the breaker is open or A is
 	// eliminated, then the first one after open_for probes A, succeeds, and
@@ -236,5 +245,12 @@ func TestFailoverLatencyAmbiguous(t *testing.T) {
 	g.drainOutbox()
 	if n := site.count(eventID(pid, "payment.succeeded")); n != 1 {
 		t.Fatalf("payment.succeeded delivered %d times", n)
+	}
+	m := string(do(t, mustReq(t, http.MethodGet, g.admin+"/metrics", "")).Body)
+	if strings.Contains(m, "paygate_routing_failovers_total{") {
+		t.Error("an ambiguous create was counted as a failover")
+	}
+	if n := metricValue(t, m, `paygate_payments_total{channel="wechat-main",status="succeeded"}`); n != 1 {
+		t.Errorf("the payment's success counted %v times, want 1", n)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -599,4 +600,20 @@ func (g *running) versions(paymentID, refundID string) (pay, refund int64) {
 		g.t.Fatalf("stored refund %s: %v", refundID, err)
 	}
 	return rec.Version, rf.Version
+}
+
+// metricValue is the value of one series (name and labels exactly as
+// exposed) in a /metrics body; 0 if the series is absent.
+func metricValue(t testing.TB, body, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", series, err)
+			}
+			return f
+		}
+	}
+	return 0
 }
