@@ -11,6 +11,8 @@ import (
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/store"
+	"github.com/paygate/paygate/store/storetest"
 )
 
 // The routing simulation: the shipped config.yaml's default-qr rule
@@ -137,6 +139,11 @@ type simPayment struct {
 // sync every sync_interval (staggered); payments alternate between them.
 // oracle replaces the router's choice by the healthy channel's.
 func simulate(t testing.TB, f fault, instances int, oracle bool) simResult {
+	return simulateOn(t, f, instances, oracle, newMemStore())
+}
+
+// simulateOn is simulate with the instances sharing hs.
+func simulateOn(t testing.TB, f fault, instances int, oracle bool, hs HealthStore) simResult {
 	t.Helper()
 	cfg, err := config.Load("../config.yaml")
 	if err != nil {
@@ -145,7 +152,6 @@ func simulate(t testing.TB, f fault, instances int, oracle bool) simResult {
 	start := time.Unix(1_700_000_000, 0)
 	var now time.Duration
 	clk := func() time.Time { return start.Add(now) }
-	hs := newMemStore()
 	routers := make([]*Router, instances)
 	for i := range routers {
 		var h HealthStore
@@ -314,22 +320,64 @@ func TestRoutingSimulation(t *testing.T) {
 			var runs [2]simResult
 			for i, n := range []int{1, 2} {
 				runs[i] = simulate(t, sc.f, n, false)
-				for _, tg := range sc.targets {
-					base := simFault
-					if tg.afterClear {
-						base = sc.f.clear
-					}
-					s := runs[i].over(base+tg.from, base+tg.to)
-					if s.share() > tg.maxShare || s.share() < tg.minShare || s.success() < tg.minOK {
-						t.Errorf("%d instances, %v..%v: share %.3f (want ≤ %.2f, ≥ %.2f), success %.4f (want ≥ %.2f)",
-							n, tg.from, tg.to, s.share(), tg.maxShare, tg.minShare, s.success(), tg.minOK)
-					}
-				}
+				checkTargets(t, fmt.Sprintf("%d instances", n), sc.f, sc.targets, runs[i])
 			}
 			if testing.Verbose() {
 				t.Log("\n" + simTable(sc.f, runs, simulate(t, sc.f, 1, true)))
 			}
 		})
+	}
+}
+
+func checkTargets(t *testing.T, what string, f fault, targets []target, res simResult) {
+	t.Helper()
+	for _, tg := range targets {
+		base := simFault
+		if tg.afterClear {
+			base = f.clear
+		}
+		s := res.over(base+tg.from, base+tg.to)
+		if s.share() > tg.maxShare || s.share() < tg.minShare || s.success() < tg.minOK {
+			t.Errorf("%s, %v..%v: share %.3f (want ≤ %.2f, ≥ %.2f), success %.4f (want ≥ %.2f)",
+				what, tg.from, tg.to, s.share(), tg.maxShare, tg.minShare, s.success(), tg.minOK)
+		}
+	}
+}
+
+// The two-instance runs again, sharing through a real redis-server and
+// *store.Store instead of the in-memory store: the counts and the latency
+// histogram go through Redis hashes as they do in production.
+func TestRoutingSimulationThroughRedis(t *testing.T) {
+	t.Parallel()
+	srv := storetest.Redis(t)
+	for i, sc := range simScenarios {
+		// Each scenario on its own keys: the same channel names would add up.
+		st, err := store.Open(config.Redis{Addrs: []string{srv.Addr()}, KeyPrefix: fmt.Sprintf("sim%d", i)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		checkTargets(t, sc.f.name+", 2 instances through Redis", sc.f, sc.targets, simulateOn(t, sc.f, 2, false, st))
+		if sc.f.latency != 2*time.Second {
+			continue
+		}
+		// The slow creates' latency bins are in the store, for the method's
+		// window as for the channel's.
+		width := int64(5 * time.Second) // health.window 60s / 12 buckets
+		from := time.Unix(1_700_000_000, 0).Add(simFault).UnixNano() / width
+		for _, key := range []string{simSick, simSick + "@qr"} {
+			bs, err := st.ReadHealth(context.Background(), key, from, from+11)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var slow int64
+			for _, b := range bs {
+				slow += b.Lat[latBin(2050*time.Millisecond)]
+			}
+			if slow == 0 {
+				t.Errorf("%s: no 2s creates in the store's latency bins (%d buckets)", key, len(bs))
+			}
+		}
 	}
 }
 
