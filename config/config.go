@@ -188,7 +188,14 @@ type Breaker struct {
 	FailureRatio     float64  `yaml:"failure_ratio"`      // default 0.5
 	OpenFor          Duration `yaml:"open_for"`           // default 10s
 	HalfOpenRequests uint32   `yaml:"half_open_requests"` // default 5
-	Interval         Duration `yaml:"interval"`           // closed-state count reset; default 60s; 0: never
+	// ConsecutiveFailures also opens the breaker, whatever the window's
+	// count: a channel that fails this many creates in a row while little
+	// traffic reaches it (its success estimate eliminated it) still trips.
+	// Default 5.
+	ConsecutiveFailures uint32 `yaml:"consecutive_failures"`
+	// Interval is the rolling window the closed breaker counts over (in
+	// tenths): it trips on the failure share of the last interval. Default 30s.
+	Interval Duration `yaml:"interval"`
 }
 
 // Credentials are a channel's credentials; which keys apply depends on the
@@ -230,7 +237,11 @@ type Routing struct {
 	// Exploration is the share (0..1) of payments routed to a random eligible
 	// candidate to keep measuring channels that are not preferred. Default 0.02.
 	Exploration float64 `yaml:"exploration"`
-	Health      Health  `yaml:"health"`
+	// Tolerance: candidates whose success estimate is within it of the best
+	// one share traffic by weight; the others are eliminated (exploration
+	// and failover only). Default 0.05.
+	Tolerance float64 `yaml:"tolerance"`
+	Health    Health  `yaml:"health"`
 }
 
 // Rule is one routing rule; the first matching rule wins.
@@ -272,6 +283,12 @@ type Health struct {
 	MinSamples int      `yaml:"min_samples"` // default 20
 	// SyncInterval: how often local counts are pushed to the store. Default 2s.
 	SyncInterval Duration `yaml:"sync_interval"`
+	// HalfLife: the success estimate weighs a bucket of the window by
+	// 2^(-age/half_life). Default 10s.
+	HalfLife Duration `yaml:"half_life"`
+	// LatencyPercentile: the latency percentile compared with each
+	// channel's latency_target. Default 0.9.
+	LatencyPercentile float64 `yaml:"latency_percentile"`
 }
 
 // Notifications configures merchant notification delivery.

@@ -205,7 +205,7 @@ routing:
 	want.Channels = []Channel{{
 		ID: "bank-a", Type: "bank", BaseURL: "https://gateway.95516.com", Methods: []string{"bank_redirect"},
 		Currencies: []string{"CNY"}, Timeout: Duration(3 * time.Second), LatencyTarget: Duration(time.Second),
-		Breaker:     Breaker{MinRequests: 20, FailureRatio: 0.5, OpenFor: Duration(10 * time.Second), HalfOpenRequests: 5, Interval: Duration(time.Minute)},
+		Breaker:     Breaker{MinRequests: 20, FailureRatio: 0.5, OpenFor: Duration(10 * time.Second), HalfOpenRequests: 5, Interval: Duration(30 * time.Second), ConsecutiveFailures: 5},
 		Credentials: Credentials{MerID: "1", CertID: "2", PrivateKeyFile: filepath.Join(dir, "merchant.pem"), RootCertFile: filepath.Join(dir, "root.pem")},
 	}}
 	want.Routing.Rules = []Rule{{Name: "r", Channels: []ChannelRef{{ID: "bank-a", Weight: 1}}}}

@@ -41,11 +41,14 @@ func Default() *Config {
 		Routing: Routing{
 			Failover:    Failover{MaxAttempts: 2},
 			Exploration: 0.02,
+			Tolerance:   0.05,
 			Health: Health{
-				Window:       Duration(60 * time.Second),
-				Buckets:      12,
-				MinSamples:   20,
-				SyncInterval: Duration(2 * time.Second),
+				Window:            Duration(60 * time.Second),
+				Buckets:           12,
+				MinSamples:        20,
+				SyncInterval:      Duration(2 * time.Second),
+				HalfLife:          Duration(10 * time.Second),
+				LatencyPercentile: 0.9,
 			},
 		},
 		Notifications: Notifications{
@@ -88,11 +91,12 @@ func defaultChannel() Channel {
 		Timeout:       Duration(3 * time.Second),
 		LatencyTarget: Duration(time.Second),
 		Breaker: Breaker{
-			MinRequests:      20,
-			FailureRatio:     0.5,
-			OpenFor:          Duration(10 * time.Second),
-			HalfOpenRequests: 5,
-			Interval:         Duration(60 * time.Second),
+			MinRequests:         20,
+			FailureRatio:        0.5,
+			OpenFor:             Duration(10 * time.Second),
+			HalfOpenRequests:    5,
+			Interval:            Duration(30 * time.Second),
+			ConsecutiveFailures: 5,
 		},
 	}
 }

@@ -567,8 +567,15 @@ func (v *validator) routing() {
 	if !(r.Exploration >= 0 && r.Exploration <= 0.5) {
 		v.add("routing.exploration", "must be between 0 and 0.5, got %v", r.Exploration)
 	}
+	if !(r.Tolerance >= 0 && r.Tolerance <= 1) {
+		v.add("routing.tolerance", "must be between 0 and 1, got %v", r.Tolerance)
+	}
 	h := r.Health
 	v.positive("routing.health.window", h.Window)
+	v.positive("routing.health.half_life", h.HalfLife)
+	if !(h.LatencyPercentile >= 0.5 && h.LatencyPercentile < 1) {
+		v.add("routing.health.latency_percentile", "must be at least 0.5 and below 1, got %v", h.LatencyPercentile)
+	}
 	if h.Buckets < 1 || h.Buckets > 3600 {
 		v.add("routing.health.buckets", "must be between 1 and 3600, got %d", h.Buckets)
 	} else if h.Window > 0 && h.Window.D()/time.Duration(h.Buckets) < 100*time.Millisecond {

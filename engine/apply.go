@@ -384,7 +384,7 @@ func (e *Engine) recoverAction(ctx context.Context, rec *payment.Record) (*payme
 		return rec, fmt.Errorf("channel %s is no longer configured", rec.Channel)
 	}
 	var res *adapters.CreateResult
-	if err := e.callChannel(table, rec.Channel, "create", func(ctx context.Context) error {
+	if err := e.callCreate(table, rec.Channel, rec.Method, func(ctx context.Context) error {
 		var err error
 		res, err = ch.Create(ctx, createRequestOf(rec))
 		return err

@@ -119,6 +119,14 @@ func (e *Engine) callChannel(table *routing.Table, chID, op string, fn func(ctx 
 	return e.router.Call(ctx, chID, op, fn)
 }
 
+// callCreate is callChannel for a create of a payment of method m: its
+// outcome ranks the channel for m's payments too (routing.Router.CallCreate).
+func (e *Engine) callCreate(table *routing.Table, chID string, m payment.Method, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), e.channelTimeout(table, chID))
+	defer cancel()
+	return e.router.CallCreate(ctx, chID, m, fn)
+}
+
 // channelTimeout is the configured per-call timeout of a channel.
 func (e *Engine) channelTimeout(table *routing.Table, chID string) time.Duration {
 	if cc, ok := table.ChannelConfig(chID); ok && cc.Timeout > 0 {

@@ -184,7 +184,7 @@ func (e *Engine) createAtChannels(reqCtx context.Context, table *routing.Table, 
 		}
 		start := e.now()
 		var res *adapters.CreateResult
-		err := e.callChannel(table, chID, "create", func(ctx context.Context) error {
+		err := e.callCreate(table, chID, rec.Method, func(ctx context.Context) error {
 			var err error
 			res, err = ch.Create(ctx, creq)
 			return err

@@ -90,7 +90,13 @@ type HealthBucket struct {
 	OK        int64
 	Fail      int64
 	LatencyMS int64 // sum over OK+Fail calls
+	// Lat counts the OK+Fail calls per latency bin (the router defines the
+	// bins' bounds), so that every instance can read a latency percentile.
+	Lat [HealthLatencyBins]int64
 }
+
+// HealthLatencyBins is the number of latency bins of a HealthBucket.
+const HealthLatencyBins = 12
 
 // compile-time reference so the payment import is used by the contract.
 var _ = payment.StatusPending
