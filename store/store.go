@@ -100,7 +100,6 @@ type HealthBucket struct {
 	LatencyMS int64 // sum over OK+Fail calls
 }
 
-
 // PaymentQuery selects a merchant's payments for ListPayments, newest first
 // (by created_at, then payment id, both descending).
 type PaymentQuery struct {
