@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/paygate/paygate/payment"
 )
@@ -32,12 +33,14 @@ func (s *Store) ListPayments(ctx context.Context, n *Nonce, q PaymentQuery) ([]*
 	}
 	hi, lo := "+inf", "-inf"
 	if !q.CreatedLT.IsZero() {
-		hi = "(" + ms(q.CreatedLT)
-		// created_lt in ms: a payment created inside the bound's
-		// millisecond but before it is excluded only by exact comparison.
-		if q.CreatedLT.UnixMilli()*1e6 != q.CreatedLT.UnixNano() {
-			hi = ms(q.CreatedLT)
+		// Scores are whole milliseconds (floored): the highest one below
+		// the bound, or the bound's own when it has a fraction of a
+		// millisecond (the records are then compared exactly below).
+		last := q.CreatedLT.UnixMilli()
+		if time.UnixMilli(last).Equal(q.CreatedLT) {
+			last--
 		}
+		hi = strconv.FormatInt(last, 10)
 	}
 	if !q.CreatedGTE.IsZero() {
 		lo = ms(q.CreatedGTE)
