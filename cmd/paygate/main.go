@@ -33,6 +33,7 @@ commands:
   serve         run the gateway (the default)        -config FILE -listen ADDR -admin-listen ADDR
   sim           run only the channel simulators       -config FILE
   config check  validate a config file                -config FILE
+  migrate       apply the ledger's schema migrations  -config FILE
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return config.Check(*path, stdout)
+	case "migrate":
+		return migrateCmd(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
