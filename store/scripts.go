@@ -282,6 +282,15 @@ return {'ok'}
 // id sorts below x, then those of lower scores: (created, id) < (c, x).
 // Work is O(log n + ties at c + how many).
 var scListPayments = redis.NewScript(luaNonce + `
+-- Byte order, as the sorted set orders members (Lua's < on strings follows
+-- the server's locale).
+local function below(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
 if not claimed() then return {'replay'} end
 local hi, lo, need = ARGV[2], ARGV[3], tonumber(ARGV[5])
 local ids = {}
@@ -295,7 +304,7 @@ if ARGV[4] ~= '' then
     if inLo then
       for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[2], c, c)) do
         if #ids >= need then break end
-        if id < ARGV[4] then ids[#ids+1] = id end
+        if below(id, ARGV[4]) then ids[#ids+1] = id end
       end
     end
     hi = '(' .. c
