@@ -127,10 +127,13 @@ func (p *cutProxy) upstream(c, s net.Conn, muted *atomic.Bool) {
 	}
 }
 
-// TestOutcomeUnknown cuts the connection around the writes of a create: a
-// cut before the COMMIT was sent is ErrUnavailable and leaves nothing; a cut
-// after it is ErrOutcomeUnknown (which is also ErrUnavailable), the payment
-// exists, and a retry with the same out_trade_no answers it.
+// TestOutcomeUnknown cuts the connection around writes. A create is one
+// autocommitted statement: cut after it was sent, the answer is
+// ErrOutcomeUnknown (which is also ErrUnavailable), the payment exists, and
+// a retry with the same out_trade_no answers it. A refund is a transaction:
+// cut before its insert, the transaction rolls back, the answer is
+// ErrUnavailable and nothing is reserved; cut after its COMMIT was sent, the
+// answer is ErrOutcomeUnknown and the refund exists.
 func TestOutcomeUnknown(t *testing.T) {
 	t.Parallel()
 	srv := pgtest.Start(t)
@@ -142,39 +145,72 @@ func TestOutcomeUnknown(t *testing.T) {
 	proxy := newCutProxy(t, "127.0.0.1:"+strconv.Itoa(srv.Port()))
 	proxied := newPool(t, strings.Replace(dsn, "127.0.0.1:"+strconv.Itoa(srv.Port()), proxy.addr(), 1))
 	l := New(proxied, openRedis(t, storetest.Redis(t).Addr()), zap.NewNop())
+	truth := New(direct, nil, nil) // reads past the proxy
 	ctx := context.Background()
 
-	t.Run("cut before the insert", func(t *testing.T) {
-		proxy.arm("INSERT INTO payments", false)
-		_, _, err := l.CreatePayment(ctx, conformance.Nonce("m"), conformance.NewPayment("m", "o-before", 10, conformance.T0), time.Time{})
+	t.Run("create cut after it was sent", func(t *testing.T) {
+		rec := conformance.NewPayment("m", "o-cut-after", 1000, conformance.T0)
+		// The out_trade_no travels in the Bind that executes the insert.
+		proxy.arm("o-cut-after", true)
+		_, _, err := l.CreatePayment(ctx, conformance.Nonce("m"), rec, time.Time{})
+		if !proxy.fired.Load() {
+			t.Fatal("the proxy never saw the insert")
+		}
+		if !errors.Is(err, store.ErrOutcomeUnknown) || !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("got %v; want ErrOutcomeUnknown (wrapping ErrUnavailable)", err)
+		}
+		got, err := truth.GetPaymentByOutTradeNo(ctx, nil, "m", "o-cut-after")
+		if err != nil || got.PaymentID != rec.PaymentID {
+			t.Fatalf("the payment that was sent: %v", err)
+		}
+		// The retry the edge promises is safe: same out_trade_no, the same payment.
+		again, created, err := l.CreatePayment(ctx, conformance.Nonce("m"), conformance.NewPayment("m", "o-cut-after", 1000, conformance.T0), time.Time{})
+		if err != nil || created || again.PaymentID != rec.PaymentID {
+			t.Fatalf("retry: %v created=%v", err, created)
+		}
+		got.Status = "succeeded"
+		if err := l.UpdatePayment(ctx, got, store.Change{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	p, err := truth.GetPaymentByOutTradeNo(ctx, nil, "m", "o-cut-after")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("refund cut before its insert", func(t *testing.T) {
+		proxy.arm("INSERT INTO refunds", false)
+		rf := conformance.NewRefund(p, "rf-before", 1000, conformance.T0)
+		_, _, err := l.CreateRefund(ctx, conformance.Nonce("m"), rf, time.Time{})
 		if !proxy.fired.Load() {
 			t.Fatal("the proxy never saw the insert")
 		}
 		if !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrOutcomeUnknown) {
 			t.Fatalf("got %v; want ErrUnavailable and not ErrOutcomeUnknown", err)
 		}
-		if _, err := New(direct, nil, nil).GetPaymentByOutTradeNo(ctx, nil, "m", "o-before"); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("a create cut before its insert stored something: %v", err)
+		if _, err := truth.GetRefund(ctx, nil, "m", rf.RefundID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a refund cut before its insert was stored: %v", err)
 		}
 	})
 
-	t.Run("cut after COMMIT", func(t *testing.T) {
+	t.Run("refund cut after COMMIT", func(t *testing.T) {
 		proxy.arm("commit", true)
-		rec := conformance.NewPayment("m", "o-after", 10, conformance.T0)
-		_, _, err := l.CreatePayment(ctx, conformance.Nonce("m"), rec, time.Time{})
+		rf := conformance.NewRefund(p, "rf-after", 1000, conformance.T0)
+		_, _, err := l.CreateRefund(ctx, conformance.Nonce("m"), rf, time.Time{})
 		if !proxy.fired.Load() {
 			t.Fatal("the proxy never saw the commit")
 		}
-		if !errors.Is(err, store.ErrOutcomeUnknown) || !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("got %v; want ErrOutcomeUnknown (wrapping ErrUnavailable)", err)
+		if !errors.Is(err, store.ErrOutcomeUnknown) {
+			t.Fatalf("got %v; want ErrOutcomeUnknown", err)
 		}
-		got, err := New(direct, nil, nil).GetPaymentByOutTradeNo(ctx, nil, "m", "o-after")
-		if err != nil || got.PaymentID != rec.PaymentID {
-			t.Fatalf("the committed payment: %v", err)
+		// The whole amount was free: the refund cut before its insert
+		// reserved nothing. This one committed.
+		if got, err := truth.GetRefund(ctx, nil, "m", rf.RefundID); err != nil || got.Amount != 1000 {
+			t.Fatalf("the committed refund: %v", err)
 		}
-		// The retry the edge promises is safe: same out_trade_no, the same payment.
-		again, created, err := l.CreatePayment(ctx, conformance.Nonce("m"), conformance.NewPayment("m", "o-after", 10, conformance.T0), time.Time{})
-		if err != nil || created || again.PaymentID != rec.PaymentID {
+		again, created, err := l.CreateRefund(ctx, conformance.Nonce("m"), conformance.NewRefund(p, "rf-after", 1000, conformance.T0), time.Time{})
+		if err != nil || created || again.RefundID != rf.RefundID {
 			t.Fatalf("retry: %v created=%v", err, created)
 		}
 	})
@@ -190,7 +226,7 @@ func TestOutcomeUnknown(t *testing.T) {
 		if !errors.Is(err, store.ErrOutcomeUnknown) {
 			t.Fatalf("got %v; want ErrOutcomeUnknown", err)
 		}
-		if p, _, err := New(direct, nil, nil).OutboxStats(ctx, "m"); err != nil || p != 0 {
+		if p, _, err := truth.OutboxStats(ctx, "m"); err != nil || p != 0 {
 			t.Fatalf("the ack did not take effect: %d pending, %v", p, err)
 		}
 	})

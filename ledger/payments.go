@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,9 +54,12 @@ func scanPayment(row pgx.Row) (*payment.Record, error) {
 }
 
 // CreatePayment is store.Store.CreatePayment: it claims n in Redis (a replay
-// is ErrNonceReplayed and nothing is written), then in one transaction
-// stores rec as version 1 unless the merchant's out_trade_no exists (then
-// that payment, created=false) and schedules its sweep at sweepAt.
+// is ErrNonceReplayed and nothing is written), then stores rec as version 1
+// unless the merchant's out_trade_no exists (then that payment,
+// created=false) and schedules its sweep at sweepAt.
+//
+// The insert and the sweep entry are one statement (data-modifying CTEs run
+// atomically, like a transaction), so the common case costs one round trip.
 func (l *Ledger) CreatePayment(ctx context.Context, n *store.Nonce, rec *payment.Record, sweepAt time.Time) (*payment.Record, bool, error) {
 	if err := store.CheckNewPayment(rec); err != nil {
 		return nil, false, err
@@ -67,34 +71,36 @@ func (l *Ledger) CreatePayment(ctx context.Context, n *store.Nonce, rec *payment
 	if err != nil {
 		return nil, false, err
 	}
-	var stored *payment.Record
-	err = l.write(ctx, "create payment", func(tx pgx.Tx) error {
-		stored = nil
-		tag, err := tx.Exec(ctx, `INSERT INTO payments
-			(payment_id, merchant_id, out_trade_no, status, amount, version, created_at, rec)
+	sql := `WITH ins AS (
+			INSERT INTO payments (payment_id, merchant_id, out_trade_no, status, amount, version, created_at, rec)
 			VALUES ($1, $2, $3, $4, $5, 1, $6, $7)
-			ON CONFLICT (merchant_id, out_trade_no) DO NOTHING`,
-			rec.PaymentID, rec.MerchantID, rec.OutTradeNo, string(rec.Status), rec.Amount, rec.CreatedAt, body)
-		if isUnique(err, "payments_pkey") {
-			return faultf("ledger: payment id %s already stored", rec.PaymentID)
-		}
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			// The out_trade_no is taken (by a transaction that committed
-			// while this insert waited for it, too): that payment.
-			stored, err = scanPayment(tx.QueryRow(ctx, `SELECT `+paymentCols+` FROM payments
-				WHERE merchant_id = $1 AND out_trade_no = $2`, rec.MerchantID, rec.OutTradeNo))
-			return err
-		}
-		return schedule(ctx, tx, rec.MerchantID, store.SweepPayment, rec.PaymentID, sweepAt)
-	})
-	if err != nil {
-		return nil, false, err
+			ON CONFLICT (merchant_id, out_trade_no) DO NOTHING
+			RETURNING payment_id)`
+	args := []any{rec.PaymentID, rec.MerchantID, rec.OutTradeNo, string(rec.Status), rec.Amount, rec.CreatedAt, body}
+	if !sweepAt.IsZero() {
+		sql += `, sw AS (
+			INSERT INTO sweep (merchant_id, kind, object_id, due_ms)
+			SELECT $2, 'payment', payment_id, $8 FROM ins
+			ON CONFLICT (merchant_id, kind, object_id) DO UPDATE SET due_ms = EXCLUDED.due_ms)`
+		args = append(args, ms(sweepAt))
 	}
-	if stored != nil {
-		return stored, false, nil
+	var inserted int
+	err = l.pool.QueryRow(ctx, sql+` SELECT count(*) FROM ins`, args...).Scan(&inserted)
+	if isUnique(err, "payments_pkey") {
+		return nil, false, fmt.Errorf("ledger: payment id %s already stored", rec.PaymentID)
+	}
+	if err != nil {
+		return nil, false, classify("create payment", err, true)
+	}
+	if inserted == 0 {
+		// The out_trade_no is taken (also by a create that committed while
+		// this insert waited for it): that payment.
+		stored, err := l.readPayment(ctx, `SELECT `+paymentCols+` FROM payments WHERE merchant_id = $1 AND out_trade_no = $2`,
+			rec.MerchantID, rec.OutTradeNo)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, false, fmt.Errorf("ledger: create payment: out_trade_no %s taken but not found", rec.OutTradeNo)
+		}
+		return stored, false, err
 	}
 	rec.Version, rec.RefundedAmount = 1, 0
 	return rec, true, nil
@@ -141,10 +147,14 @@ func (l *Ledger) PaymentMerchant(ctx context.Context, paymentID string) (string,
 }
 
 // UpdatePayment is store.Store.UpdatePayment: compare-and-set on the
-// version (ErrConflict, ErrNotFound), and in the same transaction ch.Event
+// version (ErrConflict, ErrNotFound), and atomically with it ch.Event
 // enqueued once per event id and the sweep entry moved to ch.SweepAt (zero
 // removes it). rec.RefundedAmount is ignored; rec.Version becomes the new
 // version.
+//
+// The update, the event and the sweep change are one statement: the event
+// and the sweep change read the updated row, so they happen only when the
+// compare-and-set succeeds. One round trip.
 func (l *Ledger) UpdatePayment(ctx context.Context, rec *payment.Record, ch store.Change) error {
 	if err := store.CheckPaymentUpdate(rec); err != nil {
 		return err
@@ -158,54 +168,59 @@ func (l *Ledger) UpdatePayment(ctx context.Context, rec *payment.Record, ch stor
 	if err != nil {
 		return err
 	}
-	err = l.write(ctx, "update payment", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE payments SET status = $3, version = version + 1, rec = $4
-			WHERE payment_id = $1 AND merchant_id = $2 AND version = $5`,
-			rec.PaymentID, rec.MerchantID, string(rec.Status), body, rec.Version)
-		if err != nil {
-			return err
+	sql := `WITH upd AS (
+			UPDATE payments SET status = $3, version = version + 1, rec = $4
+			WHERE payment_id = $1 AND merchant_id = $2 AND version = $5
+			RETURNING payment_id AS id)`
+	args := []any{rec.PaymentID, rec.MerchantID, string(rec.Status), body, rec.Version}
+	sql += changeCTE(&args, store.SweepPayment, ch)
+	var updated int
+	if err := l.pool.QueryRow(ctx, sql+` SELECT count(*) FROM upd`, args...).Scan(&updated); err != nil {
+		return classify("update payment", err, true)
+	}
+	if updated == 0 {
+		var one int
+		err := l.pool.QueryRow(ctx, `SELECT 1 FROM payments WHERE payment_id = $1 AND merchant_id = $2`, rec.PaymentID, rec.MerchantID).Scan(&one)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return store.ErrNotFound
+		case err != nil:
+			return classify("update payment", err, false)
 		}
-		if tag.RowsAffected() == 0 {
-			return missingOrConflict(ctx, tx, `SELECT 1 FROM payments WHERE payment_id = $1 AND merchant_id = $2`, rec.PaymentID, rec.MerchantID)
-		}
-		return applyChange(ctx, tx, rec.MerchantID, store.SweepPayment, rec.PaymentID, ch)
-	})
-	if err != nil {
-		return err
+		return store.ErrConflict
 	}
 	rec.Version++
 	return nil
 }
 
-// missingOrConflict tells a lost compare-and-set (the row exists:
-// ErrConflict) from a missing row (ErrNotFound).
-func missingOrConflict(ctx context.Context, tx pgx.Tx, sql string, args ...any) error {
-	var one int
-	err := tx.QueryRow(ctx, sql, args...).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.ErrNotFound
+// changeCTE appends to a statement whose first CTE "upd" returns the
+// changed object's id (0 or 1 row) the CTEs that apply ch: the event (due at
+// once: due_ms 0, delivered in seq order; nothing if the event id exists)
+// and the sweep entry. $2 must be the merchant; the arguments are appended.
+func changeCTE(args *[]any, kind string, ch store.Change) string {
+	arg := func(v any) string {
+		*args = append(*args, v)
+		return "$" + strconv.Itoa(len(*args))
 	}
-	if err != nil {
-		return err
-	}
-	return store.ErrConflict
-}
-
-// applyChange enqueues ch.Event (due at once: due_ms 0, delivered in seq
-// order; nothing if the event id exists) and moves the object's sweep entry.
-func applyChange(ctx context.Context, tx pgx.Tx, merchant, kind, id string, ch store.Change) error {
+	k := arg(kind)
+	var sql string
 	if ev := ch.Event; ev != nil {
-		if _, err := tx.Exec(ctx, `INSERT INTO outbox_events (merchant_id, event_id, due_ms, notify_url, body)
-			VALUES ($1, $2, 0, $3, $4) ON CONFLICT (merchant_id, event_id) DO NOTHING`,
-			merchant, ev.ID, ev.NotifyURL, ev.Body); err != nil {
-			return err
-		}
+		sql += `, ev AS (
+			INSERT INTO outbox_events (merchant_id, event_id, due_ms, notify_url, body)
+			SELECT $2, ` + arg(ev.ID) + `, 0, ` + arg(ev.NotifyURL) + `, ` + arg(ev.Body) + `::bytea FROM upd
+			ON CONFLICT (merchant_id, event_id) DO NOTHING)`
 	}
 	if ch.SweepAt.IsZero() {
-		_, err := tx.Exec(ctx, `DELETE FROM sweep WHERE merchant_id = $1 AND kind = $2 AND object_id = $3`, merchant, kind, id)
-		return err
+		sql += `, sw AS (
+			DELETE FROM sweep WHERE merchant_id = $2 AND kind = ` + k + `
+			AND object_id IN (SELECT id FROM upd))`
+	} else {
+		sql += `, sw AS (
+			INSERT INTO sweep (merchant_id, kind, object_id, due_ms)
+			SELECT $2, ` + k + `, id, ` + arg(ms(ch.SweepAt)) + ` FROM upd
+			ON CONFLICT (merchant_id, kind, object_id) DO UPDATE SET due_ms = EXCLUDED.due_ms)`
 	}
-	return schedule(ctx, tx, merchant, kind, id, ch.SweepAt)
+	return sql
 }
 
 // schedule puts an object in the sweep at at (nothing for the zero time),

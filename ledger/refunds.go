@@ -205,11 +205,12 @@ func (l *Ledger) UpdateRefund(ctx context.Context, rf *payment.RefundRecord, ch 
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE refunds SET status = $2, version = version + 1, rec = $3 WHERE refund_id = $1`,
-			rf.RefundID, next, body); err != nil {
-			return err
-		}
-		return applyChange(ctx, tx, m, store.SweepRefund, rf.RefundID, ch)
+		args := []any{rf.RefundID, m, next, body}
+		sql := `WITH upd AS (
+			UPDATE refunds SET status = $3, version = version + 1, rec = $4
+			WHERE refund_id = $1 AND merchant_id = $2 RETURNING refund_id AS id)` + changeCTE(&args, store.SweepRefund, ch)
+		_, err = tx.Exec(ctx, sql+` SELECT count(*) FROM upd`, args...)
+		return err
 	})
 	if err != nil {
 		return err
