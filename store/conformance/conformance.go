@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) Ledger) {
 		{"EventOncePerID", testEventOnce},
 		{"OutboxLeaseAckRetryDeadReplay", testOutboxLifecycle},
 		{"OutboxOrder", testOutboxOrder},
+		{"ConcurrentClaimsAreDisjoint", testConcurrentClaims},
 		{"Refunds", testRefunds},
 		{"ConcurrentRefunds", testConcurrentRefunds},
 		{"Sweep", testSweep},
@@ -800,5 +801,63 @@ func testListRefunds(t *testing.T, l Ledger) {
 	}
 	if _, err := l.ListRefunds(ctx, nil, "m2", p.PaymentID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another merchant's payment: %v", err)
+	}
+}
+
+// testConcurrentClaims: claimers racing over one merchant's outbox and sweep
+// take every due entry exactly once per lease.
+func testConcurrentClaims(t *testing.T, l Ledger) {
+	ctx := context.Background()
+	const n = 60
+	for i := 0; i < n; i++ {
+		if _, err := l.EnqueueEvent(ctx, *event(fmt.Sprint("ev-", i), "x"), T0); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Reschedule(ctx, merchant, store.SweepPayment, fmt.Sprint("pay-", i), T0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		seen = map[string]int{}
+	)
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				ds, err := l.ClaimEvents(ctx, merchant, T0, time.Hour, 7)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				items, err := l.ClaimSweep(ctx, merchant, T0, time.Hour, 7)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, d := range ds {
+					seen[d.ID]++
+				}
+				for _, it := range items {
+					seen[it.ID]++
+				}
+				mu.Unlock()
+				if len(ds) == 0 && len(items) == 0 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 2*n {
+		t.Fatalf("claimed %d distinct entries, want %d", len(seen), 2*n)
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s claimed %d times inside one lease", id, c)
+		}
 	}
 }
