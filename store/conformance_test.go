@@ -1,6 +1,8 @@
 package store_test
 
 import (
+	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
@@ -34,5 +36,16 @@ func TestConformanceEmbedded(t *testing.T) {
 	t.Parallel()
 	conformance.Run(t, func(t *testing.T) conformance.Ledger {
 		return openForConformance(t, config.Redis{})
+	})
+}
+
+// TestConformanceCluster runs it on a three-master Redis Cluster, each case
+// under its own key prefix: every script must keep to one slot.
+func TestConformanceCluster(t *testing.T) {
+	t.Parallel()
+	addrs := storetest.Cluster(t, 3)
+	var n atomic.Int32
+	conformance.Run(t, func(t *testing.T) conformance.Ledger {
+		return openForConformance(t, config.Redis{Addrs: addrs, KeyPrefix: fmt.Sprint("c", n.Add(1))})
 	})
 }
