@@ -48,6 +48,9 @@ func (c *Config) Summary() string {
 	default:
 		parts = append(parts, fmt.Sprintf("redis cluster (%d seeds)", n))
 	}
+	if c.Store.Postgres.Configured() {
+		parts = append(parts, "postgres ledger") // the DSN is a secret: not shown
+	}
 	return strings.Join(parts, "; ")
 }
 

@@ -73,8 +73,30 @@ func (t ServerTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // Store configures shared state.
 type Store struct {
-	Redis Redis `yaml:"redis"`
+	Redis    Redis    `yaml:"redis"`
+	Postgres Postgres `yaml:"postgres"`
 }
+
+// Postgres configures the PostgreSQL ledger, the system of record for
+// payments, refunds, the notification outbox and the reconciliation
+// schedule. No DSN: the embedded ledger (sandbox mode only).
+type Postgres struct {
+	DSN     Secret `yaml:"dsn"` // secret: it carries the password
+	DSNEnv  string `yaml:"dsn_env"`
+	DSNFile string `yaml:"dsn_file"`
+	// Pool settings (pgxpool).
+	MaxConns         int      `yaml:"max_conns"`          // default 20
+	MinConns         int      `yaml:"min_conns"`          // default 0
+	MaxConnLifetime  Duration `yaml:"max_conn_lifetime"`  // default 30m
+	MaxConnIdleTime  Duration `yaml:"max_conn_idle_time"` // default 5m
+	ConnectTimeout   Duration `yaml:"connect_timeout"`    // default 2s
+	StatementTimeout Duration `yaml:"statement_timeout"`  // default 5s
+	Migrate          bool     `yaml:"migrate"`            // apply migrations at start; default true
+	SimpleProtocol   bool     `yaml:"simple_protocol"`    // no prepared statements (pgbouncer in transaction mode before 1.21)
+}
+
+// Configured reports whether a DSN is given in any of its forms.
+func (p Postgres) Configured() bool { return p.DSN != "" || p.DSNEnv != "" || p.DSNFile != "" }
 
 // Redis configures the Redis connection. No addrs: the embedded in-process
 // store (single process, not durable). One addr: a single node (or a proxy).

@@ -30,6 +30,13 @@ func Default() *Config {
 			DialTimeout:  Duration(2 * time.Second),
 			ReadTimeout:  Duration(time.Second),
 			WriteTimeout: Duration(time.Second),
+		}, Postgres: Postgres{
+			MaxConns:         20,
+			MaxConnLifetime:  Duration(30 * time.Minute),
+			MaxConnIdleTime:  Duration(5 * time.Minute),
+			ConnectTimeout:   Duration(2 * time.Second),
+			StatementTimeout: Duration(5 * time.Second),
+			Migrate:          true,
 		}},
 		Sandbox: Sandbox{
 			ControlListen: "127.0.0.1:9100",

@@ -223,6 +223,26 @@ func (v *validator) store() {
 	v.positive("store.redis.dial_timeout", r.DialTimeout)
 	v.positive("store.redis.read_timeout", r.ReadTimeout)
 	v.positive("store.redis.write_timeout", r.WriteTimeout)
+	v.postgres()
+}
+
+func (v *validator) postgres() {
+	pg := v.c.Store.Postgres
+	if !pg.Configured() && !v.c.Sandbox.Enabled {
+		// The embedded ledger lives in this process's memory.
+		v.add("store.postgres.dsn", "required outside sandbox mode (the embedded ledger is not durable): set dsn_env or dsn_file")
+	}
+	v.secret("store.postgres", "dsn", pg.DSN, pg.DSNEnv, pg.DSNFile, false)
+	if pg.MaxConns < 1 {
+		v.add("store.postgres.max_conns", "must be at least 1, got %d", pg.MaxConns)
+	}
+	if pg.MinConns < 0 || pg.MinConns > pg.MaxConns {
+		v.add("store.postgres.min_conns", "must be 0–max_conns (%d), got %d", pg.MaxConns, pg.MinConns)
+	}
+	v.positive("store.postgres.max_conn_lifetime", pg.MaxConnLifetime)
+	v.positive("store.postgres.max_conn_idle_time", pg.MaxConnIdleTime)
+	v.positive("store.postgres.connect_timeout", pg.ConnectTimeout)
+	v.positive("store.postgres.statement_timeout", pg.StatementTimeout)
 }
 
 func (v *validator) sandbox() {

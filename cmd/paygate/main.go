@@ -37,6 +37,7 @@ commands:
   config check  validate a config file                -config FILE
   healthcheck   GET the admin /readyz; exit 0 if 200   -addr HOST:PORT -path /readyz|/healthz -timeout D
   version       print the version, revision and Go version
+  migrate       apply the ledger's schema migrations  -config FILE
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version.Get())
 		return 0
+	case "migrate":
+		return migrateCmd(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
