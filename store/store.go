@@ -106,7 +106,6 @@ type HealthBucket struct {
 // HealthLatencyBins is the number of latency bins of a HealthBucket.
 const HealthLatencyBins = 12
 
-
 // PaymentQuery selects a merchant's payments for ListPayments, newest first
 // (by created_at, then payment id, both descending).
 type PaymentQuery struct {
