@@ -153,9 +153,9 @@ func (w *Watcher) loop(ctx context.Context, fsw *fsnotify.Watcher, done chan str
 			}
 			w.logger.Warn("config watch error", zap.Error(err))
 		case <-timer.C:
-			w.reload(false)
+			_, _ = w.reload(false) // the outcome goes to onChange
 		case <-w.trigger:
-			w.reload(true)
+			_, _ = w.reload(true) // the outcome goes to onChange
 		}
 	}
 }

@@ -161,7 +161,7 @@ func (l *connLimitListener) reject(c net.Conn) {
 		// Half-close, then drain what the client sent (its request) until it
 		// closes: see rejectLinger.
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
+			_ = cw.CloseWrite() // best effort: the drain below ends on the deadline anyway
 		}
 		c.SetReadDeadline(time.Now().Add(l.linger))
 		io.CopyN(io.Discard, c, rejectDrainBytes)

@@ -138,7 +138,6 @@ type sim struct {
 	handler atomic.Pointer[http.Handler]
 	sim     sandbox.Sim
 	creates atomic.Int64
-	mu      sync.Mutex
 	orders  map[string]int
 }
 

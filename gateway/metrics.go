@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paygate/paygate/adapters"
@@ -81,7 +82,7 @@ func NewMetrics() *Metrics {
 	m.requests = newRequestMetrics()
 	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled, m.failovers, m.payments, m.riskDecisions,
 		m.requests.total, m.requests.duration, m.requests.auth,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The running build, as a constant 1 with its identity in the labels.
 	bi := version.Get()
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{

@@ -46,23 +46,23 @@ type fault struct {
 func (f fault) active(at time.Duration) bool { return at >= simFault && at < f.clear }
 
 // outcome of one scripted call, decided when it starts.
-func (f fault) call(ch string, at time.Duration, rnd uint64, timeout time.Duration) (error, time.Duration) {
+func (f fault) call(ch string, at time.Duration, rnd uint64, timeout time.Duration) (time.Duration, error) {
 	lat := 80*time.Millisecond + time.Duration(rnd%120)*time.Millisecond // 80..200ms when healthy
 	if ch != simSick || !f.active(at) {
-		return nil, lat
+		return lat, nil
 	}
 	switch {
 	case f.down:
-		return &adapters.Error{Channel: ch, Op: "create", Kind: adapters.KindUnavailable, Code: "connect_failed"}, time.Millisecond
+		return time.Millisecond, &adapters.Error{Channel: ch, Op: "create", Kind: adapters.KindUnavailable, Code: "connect_failed"}
 	case f.errRate > 0 && unit(splitmix64(rnd)) < f.errRate:
-		return &adapters.Error{Channel: ch, Op: "create", Kind: adapters.KindUnavailable, Code: "SYSTEM_ERROR"}, lat
+		return lat, &adapters.Error{Channel: ch, Op: "create", Kind: adapters.KindUnavailable, Code: "SYSTEM_ERROR"}
 	case f.latency > 0:
 		lat += f.latency - 80*time.Millisecond
 		if lat >= timeout {
-			return &adapters.Error{Channel: ch, Op: "create", Kind: adapters.KindAmbiguous, Code: "timeout"}, timeout
+			return timeout, &adapters.Error{Channel: ch, Op: "create", Kind: adapters.KindAmbiguous, Code: "timeout"}
 		}
 	}
-	return nil, lat
+	return lat, nil
 }
 
 // simStats are one second's figures.
@@ -175,7 +175,7 @@ func simulateOn(t testing.TB, f fault, instances int, oracle bool, hs HealthStor
 	seq := 0
 	rnd := uint64(0)
 	// attempt starts the payment's next attempt at now, or finishes it.
-	var attempt func(p *simPayment, first bool)
+	var attempt func(p *simPayment, first bool) //nolint:staticcheck // S1021: it calls itself, so it is declared first
 	attempt = func(p *simPayment, first bool) {
 		sec := &res[int(p.started/time.Second)]
 		for p.next < len(p.order) && p.next < maxAttempts {
@@ -195,7 +195,7 @@ func simulateOn(t testing.TB, f fault, instances int, oracle bool, hs HealthStor
 				continue // breaker_open: not sent, fail over at once
 			}
 			rnd++
-			cerr, lat := f.call(ch.id, now, splitmix64(rnd), timeout)
+			lat, cerr := f.call(ch.id, now, splitmix64(rnd), timeout)
 			seq++
 			heap.Push(&q, &event{at: now + lat, seq: seq, pay: p, call: c, err: cerr})
 			return
