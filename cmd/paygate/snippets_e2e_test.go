@@ -117,7 +117,7 @@ func TestSigningSnippets(t *testing.T) {
 				// algorithms are deterministic).
 				for _, tc := range []struct {
 					method, uri, file string
-					body             []byte
+					body              []byte
 				}{
 					{"POST", "/v1/payments/pay_0123/refunds", fixedFile, fixedBody},
 					{"GET", "/v1/payments?out_trade_no=o-1&x=%2F", "", nil},
