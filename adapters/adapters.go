@@ -211,7 +211,7 @@ type Notification struct {
 	RefundStatus    RefundStatus
 	ChannelRefundNo string
 	// Amount and Currency as the channel states them (the order total for
-	// payments, the refund amount for refunds). The edge compares them with
+	// payments, the refund amount for refunds). The engine compares them with
 	// the stored object and refuses a mismatch.
 	Amount   int64
 	Currency string

@@ -109,14 +109,21 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// ConnectTimeout bounds the connect phase of a channel call: the TCP dial
+// and, separately, the TLS handshake. A failure there provably sent
+// nothing (KindUnavailable), so the gateway fails over at once; it must be
+// short next to a channel's call timeout (default 3s), or a dial that hangs
+// would use up the whole budget and leave no time for another channel.
+const ConnectTimeout = time.Second
+
 // defaultClient never follows redirects: a channel API answers, it does not redirect.
 var defaultClient = &http.Client{
 	Transport: &http.Transport{
 		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         (&net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 5 * time.Second,
+		TLSHandshakeTimeout: ConnectTimeout,
 	},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,71 @@ func TestMarkReplayableSurvivesClosedKeepAlive(t *testing.T) {
 	}
 	if sawHeader {
 		t.Fatal("the Idempotency-Key marker was sent on the wire")
+	}
+}
+
+// The connect phase sent nothing: a dial that times out and a TLS handshake
+// that times out are KindUnavailable (fail over at once), unlike a timeout
+// after the request was written.
+func TestCallerConnectPhaseTimeoutsAreNotSent(t *testing.T) {
+	// A dial that never completes: the dialer gives up with a timeout (as
+	// net.Dialer does after its Timeout; no packet leaves the machine).
+	blackhole := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			time.Sleep(20 * time.Millisecond)
+			return nil, &net.OpError{Op: "dial", Net: network, Err: os.ErrDeadlineExceeded}
+		},
+	}}
+	c := &Caller{Channel: "ch", Client: blackhole}
+	req, _ := http.NewRequest(http.MethodPost, "http://channel.invalid/x", strings.NewReader("{}"))
+	_, err := c.Do(context.Background(), "create", req)
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Kind != KindUnavailable || ce.Code != "connect_failed" {
+		t.Fatalf("dial timeout: %v, want unavailable connect_failed", err)
+	}
+
+	// TCP accepted, TLS never answered: the handshake times out.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { <-done; conn.Close() }()
+		}
+	}()
+	silent := &http.Client{Transport: &http.Transport{TLSHandshakeTimeout: 50 * time.Millisecond}}
+	c = &Caller{Channel: "ch", Client: silent}
+	req, _ = http.NewRequest(http.MethodPost, "https://"+ln.Addr().String()+"/x", strings.NewReader("{}"))
+	_, err = c.Do(context.Background(), "create", req)
+	if !errors.As(err, &ce) || ce.Kind != KindUnavailable || !ce.NotCreated() {
+		t.Fatalf("TLS handshake timeout: %v, want unavailable", err)
+	}
+
+	// The same when the caller's deadline ends the dial.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	hang := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { <-ctx.Done(); return nil, ctx.Err() },
+	}}
+	c = &Caller{Channel: "ch", Client: hang}
+	req, _ = http.NewRequest(http.MethodPost, "http://channel.invalid/x", strings.NewReader("{}"))
+	_, err = c.Do(ctx, "create", req)
+	if !errors.As(err, &ce) || ce.Kind != KindUnavailable {
+		t.Fatalf("deadline during the dial: %v, want unavailable", err)
+	}
+}
+
+func TestDefaultClientConnectTimeouts(t *testing.T) {
+	tr := defaultClient.Transport.(*http.Transport)
+	if tr.TLSHandshakeTimeout != ConnectTimeout || ConnectTimeout > time.Second {
+		t.Fatalf("TLS handshake timeout %v, connect timeout %v: want ≤ 1s", tr.TLSHandshakeTimeout, ConnectTimeout)
 	}
 }

@@ -34,6 +34,9 @@ func (c *Config) Summary() string {
 		plural(len(c.Merchants), "merchant") + ", " + plural(len(c.Channels), "channel") + ", " +
 			plural(len(c.Routing.Rules), "routing rule"),
 	}
+	if n := len(c.Risk.Rules); n > 0 {
+		parts[0] += ", " + plural(n, "risk rule")
+	}
 	if c.Sandbox.Enabled {
 		parts = append(parts, "sandbox mode")
 	}
@@ -44,6 +47,9 @@ func (c *Config) Summary() string {
 		parts = append(parts, "redis "+c.Store.Redis.Addrs[0])
 	default:
 		parts = append(parts, fmt.Sprintf("redis cluster (%d seeds)", n))
+	}
+	if c.Store.Postgres.Configured() {
+		parts = append(parts, "postgres ledger") // the DSN is a secret: not shown
 	}
 	return strings.Join(parts, "; ")
 }

@@ -17,7 +17,7 @@ func TestCheck(t *testing.T) {
 		wantOut  string // "{path}" and "{dir}" are replaced
 	}{
 		{"valid", baseYAML, 0,
-			"ok: {path}: 3 merchants, 4 channels, 2 routing rules; redis 10.0.0.1:6379\n"},
+			"ok: {path}: 3 merchants, 4 channels, 2 routing rules; redis 10.0.0.1:6379; postgres ledger\n"},
 		{"problems", strings.Replace(strings.Replace(baseYAML, "bank-a, bank-b]", "bank-a, bank-z]", 1), "  listen: \":8080\"", "  listne: \":8080\"", 1), 1,
 			"server.listne: unknown key\nrouting.rules[0].channels[1]: unknown channel \"bank-z\"\n"},
 		{"syntax error", "server:\n  listen: [\n", 1, "line 2: did not find expected node content\n"},

@@ -22,6 +22,7 @@ type Config struct {
 	Routing       Routing       `yaml:"routing"`
 	Notifications Notifications `yaml:"notifications"`
 	Reconcile     Reconcile     `yaml:"reconcile"`
+	Risk          Risk          `yaml:"risk"` // config/risk.go
 }
 
 // Server configures the merchant and admin listeners.
@@ -39,16 +40,63 @@ type Server struct {
 	WriteTimeout    Duration `yaml:"write_timeout"`    // default 30s
 	IdleTimeout     Duration `yaml:"idle_timeout"`     // default 60s
 	MaxConnsPerIP   int      `yaml:"max_conns_per_ip"` // default 1000; 0 after defaults is impossible
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 20s
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 8s: the whole shutdown, signal to exit
+	ShutdownDelay   Duration `yaml:"shutdown_delay"`   // default 2s of it: /readyz is 503, the listeners still serve
 	AdminToken      Secret   `yaml:"admin_token"`      // secret
 	AdminTokenEnv   string   `yaml:"admin_token_env"`  //
 	AdminTokenFile  string   `yaml:"admin_token_file"` //
+	// TLS serves the merchant listener over TLS (1.2 minimum) when its
+	// cert_file and key_file are set; zero: plain HTTP (behind a
+	// TLS-terminating proxy). The files are re-read on every reload;
+	// turning TLS on or off needs a restart.
+	TLS ServerTLS `yaml:"tls"`
+	// TrustedProxies are the CIDRs (or single addresses) of proxies in front
+	// of the merchant listener. Only a TCP peer inside them may name the
+	// client: by X-Forwarded-For, or by a PROXY protocol header when
+	// ProxyProtocol is on. Empty: every peer is the client. Reloadable.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyProtocol makes connections from TrustedProxies start with a
+	// PROXY protocol v1 or v2 header (required from them); other peers
+	// never may send one. Needs TrustedProxies. Read at start.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
 }
+
+// ServerTLS is the merchant listener's certificate: PEM files, the chain
+// (leaf first) in CertFile. Both set or both empty.
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t ServerTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // Store configures shared state.
 type Store struct {
-	Redis Redis `yaml:"redis"`
+	Redis    Redis    `yaml:"redis"`
+	Postgres Postgres `yaml:"postgres"`
 }
+
+// Postgres configures the PostgreSQL ledger, the system of record for
+// payments, refunds, the notification outbox and the reconciliation
+// schedule. No DSN: the embedded ledger (sandbox mode only).
+type Postgres struct {
+	DSN     Secret `yaml:"dsn"` // secret: it carries the password
+	DSNEnv  string `yaml:"dsn_env"`
+	DSNFile string `yaml:"dsn_file"`
+	// Pool settings (pgxpool).
+	MaxConns         int      `yaml:"max_conns"`          // default 20
+	MinConns         int      `yaml:"min_conns"`          // default 0
+	MaxConnLifetime  Duration `yaml:"max_conn_lifetime"`  // default 30m
+	MaxConnIdleTime  Duration `yaml:"max_conn_idle_time"` // default 5m
+	ConnectTimeout   Duration `yaml:"connect_timeout"`    // default 2s
+	StatementTimeout Duration `yaml:"statement_timeout"`  // default 5s
+	Migrate          bool     `yaml:"migrate"`            // apply migrations at start; default true
+	SimpleProtocol   bool     `yaml:"simple_protocol"`    // no prepared statements (pgbouncer in transaction mode before 1.21)
+}
+
+// Configured reports whether a DSN is given in any of its forms.
+func (p Postgres) Configured() bool { return p.DSN != "" || p.DSNEnv != "" || p.DSNFile != "" }
 
 // Redis configures the Redis connection. No addrs: the embedded in-process
 // store (single process, not durable). One addr: a single node (or a proxy).
@@ -162,7 +210,14 @@ type Breaker struct {
 	FailureRatio     float64  `yaml:"failure_ratio"`      // default 0.5
 	OpenFor          Duration `yaml:"open_for"`           // default 10s
 	HalfOpenRequests uint32   `yaml:"half_open_requests"` // default 5
-	Interval         Duration `yaml:"interval"`           // closed-state count reset; default 60s; 0: never
+	// ConsecutiveFailures also opens the breaker, whatever the window's
+	// count: a channel that fails this many creates in a row while little
+	// traffic reaches it (its success estimate eliminated it) still trips.
+	// Default 5.
+	ConsecutiveFailures uint32 `yaml:"consecutive_failures"`
+	// Interval is the rolling window the closed breaker counts over (in
+	// tenths): it trips on the failure share of the last interval. Default 30s.
+	Interval Duration `yaml:"interval"`
 }
 
 // Credentials are a channel's credentials; which keys apply depends on the
@@ -184,6 +239,13 @@ type Credentials struct {
 	MerID        string `yaml:"mer_id"`
 	CertID       string `yaml:"cert_id"`        // decimal serial of the merchant signing cert
 	RootCertFile string `yaml:"root_cert_file"` // CA that signs the bank's signPubKeyCert (pinned)
+	// MiddleCertFile holds the bank's middle (intermediate) certificates
+	// between the root and the signing certificate; optional.
+	MiddleCertFile string `yaml:"middle_cert_file"`
+	// CertIdentity is the identity the signing certificate must carry (the
+	// third '@'-separated field of its subject CN); "" is UnionPay's
+	// 中国银联股份有限公司. The UnionPay test environment's is 00040000:SIGN.
+	CertIdentity string `yaml:"cert_identity"`
 	// all types: the merchant's private signing key (PEM, PKCS#1 or PKCS#8)
 	PrivateKey     Secret `yaml:"private_key"` // secret
 	PrivateKeyEnv  string `yaml:"private_key_env"`
@@ -197,7 +259,11 @@ type Routing struct {
 	// Exploration is the share (0..1) of payments routed to a random eligible
 	// candidate to keep measuring channels that are not preferred. Default 0.02.
 	Exploration float64 `yaml:"exploration"`
-	Health      Health  `yaml:"health"`
+	// Tolerance: candidates whose success estimate is within it of the best
+	// one share traffic by weight; the others are eliminated (exploration
+	// and failover only). Default 0.05.
+	Tolerance float64 `yaml:"tolerance"`
+	Health    Health  `yaml:"health"`
 }
 
 // Rule is one routing rule; the first matching rule wins.
@@ -239,6 +305,12 @@ type Health struct {
 	MinSamples int      `yaml:"min_samples"` // default 20
 	// SyncInterval: how often local counts are pushed to the store. Default 2s.
 	SyncInterval Duration `yaml:"sync_interval"`
+	// HalfLife: the success estimate weighs a bucket of the window by
+	// 2^(-age/half_life). Default 10s.
+	HalfLife Duration `yaml:"half_life"`
+	// LatencyPercentile: the latency percentile compared with each
+	// channel's latency_target. Default 0.9.
+	LatencyPercentile float64 `yaml:"latency_percentile"`
 }
 
 // Notifications configures merchant notification delivery.

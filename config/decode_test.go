@@ -167,7 +167,7 @@ func TestParseDefaults(t *testing.T) {
 	dir := fixtureDir(t)
 	const minimal = `
 server: {admin_token_file: admin.token}
-store: {redis: {addrs: ["10.0.0.5:6379"]}}
+store: {redis: {addrs: ["10.0.0.5:6379"]}, postgres: {dsn_file: pg.dsn}}
 merchants:
   - id: demo
     key: {algorithm: hmac-sha256, secret_file: demo.secret}
@@ -193,6 +193,7 @@ routing:
 	want := Default()
 	want.Server.AdminTokenFile = filepath.Join(dir, "admin.token")
 	want.Store.Redis.Addrs = []string{"10.0.0.5:6379"}
+	want.Store.Postgres.DSNFile = filepath.Join(dir, "pg.dsn")
 	want.Server.PublicURL = "http://127.0.0.1:8080"
 	want.Sandbox.KeysDir = filepath.Join(dir, "sandbox/keys")
 	want.Merchants = []Merchant{{
@@ -205,7 +206,7 @@ routing:
 	want.Channels = []Channel{{
 		ID: "bank-a", Type: "bank", BaseURL: "https://gateway.95516.com", Methods: []string{"bank_redirect"},
 		Currencies: []string{"CNY"}, Timeout: Duration(3 * time.Second), LatencyTarget: Duration(time.Second),
-		Breaker:     Breaker{MinRequests: 20, FailureRatio: 0.5, OpenFor: Duration(10 * time.Second), HalfOpenRequests: 5, Interval: Duration(time.Minute)},
+		Breaker:     Breaker{MinRequests: 20, FailureRatio: 0.5, OpenFor: Duration(10 * time.Second), HalfOpenRequests: 5, Interval: Duration(30 * time.Second), ConsecutiveFailures: 5},
 		Credentials: Credentials{MerID: "1", CertID: "2", PrivateKeyFile: filepath.Join(dir, "merchant.pem"), RootCertFile: filepath.Join(dir, "root.pem")},
 	}}
 	want.Routing.Rules = []Rule{{Name: "r", Channels: []ChannelRef{{ID: "bank-a", Weight: 1}}}}

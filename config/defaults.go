@@ -22,13 +22,21 @@ func Default() *Config {
 			WriteTimeout:    Duration(30 * time.Second),
 			IdleTimeout:     Duration(60 * time.Second),
 			MaxConnsPerIP:   1000,
-			ShutdownTimeout: Duration(20 * time.Second),
+			ShutdownTimeout: Duration(8 * time.Second), // fits an orchestrator's 10 s grace period
+			ShutdownDelay:   Duration(2 * time.Second),
 		},
 		Store: Store{Redis: Redis{
 			KeyPrefix:    "pg",
 			DialTimeout:  Duration(2 * time.Second),
 			ReadTimeout:  Duration(time.Second),
 			WriteTimeout: Duration(time.Second),
+		}, Postgres: Postgres{
+			MaxConns:         20,
+			MaxConnLifetime:  Duration(30 * time.Minute),
+			MaxConnIdleTime:  Duration(5 * time.Minute),
+			ConnectTimeout:   Duration(2 * time.Second),
+			StatementTimeout: Duration(5 * time.Second),
+			Migrate:          true,
 		}},
 		Sandbox: Sandbox{
 			ControlListen: "127.0.0.1:9100",
@@ -40,11 +48,14 @@ func Default() *Config {
 		Routing: Routing{
 			Failover:    Failover{MaxAttempts: 2},
 			Exploration: 0.02,
+			Tolerance:   0.05,
 			Health: Health{
-				Window:       Duration(60 * time.Second),
-				Buckets:      12,
-				MinSamples:   20,
-				SyncInterval: Duration(2 * time.Second),
+				Window:            Duration(60 * time.Second),
+				Buckets:           12,
+				MinSamples:        20,
+				SyncInterval:      Duration(2 * time.Second),
+				HalfLife:          Duration(10 * time.Second),
+				LatencyPercentile: 0.9,
 			},
 		},
 		Notifications: Notifications{
@@ -87,11 +98,12 @@ func defaultChannel() Channel {
 		Timeout:       Duration(3 * time.Second),
 		LatencyTarget: Duration(time.Second),
 		Breaker: Breaker{
-			MinRequests:      20,
-			FailureRatio:     0.5,
-			OpenFor:          Duration(10 * time.Second),
-			HalfOpenRequests: 5,
-			Interval:         Duration(60 * time.Second),
+			MinRequests:         20,
+			FailureRatio:        0.5,
+			OpenFor:             Duration(10 * time.Second),
+			HalfOpenRequests:    5,
+			Interval:            Duration(30 * time.Second),
+			ConsecutiveFailures: 5,
 		},
 	}
 }
@@ -102,6 +114,9 @@ func (c *Config) finish(dir string) {
 	c.Server.PublicURL = strings.TrimRight(c.Server.PublicURL, "/")
 	if c.Server.PublicURL == "" {
 		c.Server.PublicURL = publicURLFor(c.Server.Listen)
+		if c.Server.TLS.Enabled() && c.Server.PublicURL != "" {
+			c.Server.PublicURL = "https" + strings.TrimPrefix(c.Server.PublicURL, "http")
+		}
 	}
 	if dir != "" {
 		c.Sandbox.KeysDir = under(dir, c.Sandbox.KeysDir)

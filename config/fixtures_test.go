@@ -73,6 +73,7 @@ func genKeys() map[string][]byte {
 		"apiv3.key":          []byte("apiv3key0123456789abcdef01234567\n"),
 		"short.secret":       []byte("too-short\n"),
 		"empty.secret":       []byte(""),
+		"pg.dsn":             []byte("postgres://paygate:pw@10.0.0.2:5432/paygate\n"),
 	}
 }
 
@@ -106,6 +107,8 @@ const baseYAML = `server:
 store:
   redis:
     addrs: ["10.0.0.1:6379"]
+  postgres:
+    dsn_file: pg.dsn
 merchants:
   - id: demo
     key: {algorithm: hmac-sha256, secret_file: demo.secret}

@@ -86,3 +86,8 @@ func (c Credentials) ResolvePrivateKey() (string, error) {
 func (c Credentials) ResolveAPIv3Key() (string, error) {
 	return ResolveSecret(c.APIv3Key, c.APIv3KeyEnv, c.APIv3KeyFile)
 }
+
+// ResolveDSN returns the PostgreSQL connection string ("" when none is set).
+func (p Postgres) ResolveDSN() (string, error) {
+	return ResolveSecret(p.DSN, p.DSNEnv, p.DSNFile)
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"math"
 	"net"
@@ -74,7 +75,8 @@ var typeCredentials = map[string][]string{
 	TypeWechat: {"mchid", "appid", "serial_no", "apiv3_key", "apiv3_key_env", "apiv3_key_file",
 		"platform_public_key_file", "platform_serial", "private_key", "private_key_env", "private_key_file"},
 	TypeAlipay: {"app_id", "alipay_public_key_file", "private_key", "private_key_env", "private_key_file"},
-	TypeBank:   {"mer_id", "cert_id", "root_cert_file", "private_key", "private_key_env", "private_key_file"},
+	TypeBank: {"mer_id", "cert_id", "root_cert_file", "middle_cert_file", "cert_identity",
+		"private_key", "private_key_env", "private_key_file"},
 }
 
 const maxBodyLimit = 16 << 20
@@ -113,6 +115,7 @@ func (c *Config) validate() []Problem {
 	v.routing()
 	v.notifications()
 	v.reconcile()
+	v.risk()
 	return v.probs
 }
 
@@ -135,13 +138,54 @@ func (v *validator) server() {
 	v.positive("server.write_timeout", s.WriteTimeout)
 	v.positive("server.idle_timeout", s.IdleTimeout)
 	v.positive("server.shutdown_timeout", s.ShutdownTimeout)
+	if s.ShutdownDelay < 0 || (s.ShutdownTimeout > 0 && s.ShutdownDelay >= s.ShutdownTimeout) {
+		v.add("server.shutdown_delay", "must be at least 0 and below server.shutdown_timeout (%s), got %s", s.ShutdownTimeout, s.ShutdownDelay)
+	}
 	if s.MaxConnsPerIP < 1 {
 		v.add("server.max_conns_per_ip", "must be at least 1, got %d", s.MaxConnsPerIP)
 	}
+	v.serverEdge(s)
 	tok, ok := v.secret("server", "admin_token", s.AdminToken, s.AdminTokenEnv, s.AdminTokenFile, true)
 	if ok && !v.c.Sandbox.Enabled && len(tok) < 16 {
 		v.add("server.admin_token", "must be at least 16 bytes, got %d", len(tok))
 	}
+}
+
+// serverEdge checks the merchant listener's TLS and proxy settings.
+func (v *validator) serverEdge(s Server) {
+	if s.TLS.Enabled() {
+		if s.TLS.CertFile == "" || s.TLS.KeyFile == "" {
+			v.add("server.tls", "set both cert_file and key_file, or neither")
+		} else if _, err := tls.LoadX509KeyPair(s.TLS.CertFile, s.TLS.KeyFile); err != nil {
+			v.add("server.tls", "cannot load the certificate: %v", err)
+		}
+	}
+	if _, err := ParsePrefixes(s.TrustedProxies); err != nil {
+		v.add("server.trusted_proxies", "%v", err)
+	}
+	if s.ProxyProtocol && len(s.TrustedProxies) == 0 {
+		v.add("server.proxy_protocol", "needs server.trusted_proxies: only a trusted proxy may send a PROXY header")
+	}
+}
+
+// ParsePrefixes parses CIDRs; a bare address is a single-address prefix.
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for i, s := range list {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: want a CIDR or an IP address, got %q", i, s)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func (v *validator) store() {
@@ -179,6 +223,26 @@ func (v *validator) store() {
 	v.positive("store.redis.dial_timeout", r.DialTimeout)
 	v.positive("store.redis.read_timeout", r.ReadTimeout)
 	v.positive("store.redis.write_timeout", r.WriteTimeout)
+	v.postgres()
+}
+
+func (v *validator) postgres() {
+	pg := v.c.Store.Postgres
+	if !pg.Configured() && !v.c.Sandbox.Enabled {
+		// The embedded ledger lives in this process's memory.
+		v.add("store.postgres.dsn", "required outside sandbox mode (the embedded ledger is not durable): set dsn_env or dsn_file")
+	}
+	v.secret("store.postgres", "dsn", pg.DSN, pg.DSNEnv, pg.DSNFile, false)
+	if pg.MaxConns < 1 {
+		v.add("store.postgres.max_conns", "must be at least 1, got %d", pg.MaxConns)
+	}
+	if pg.MinConns < 0 || pg.MinConns > pg.MaxConns {
+		v.add("store.postgres.min_conns", "must be 0–max_conns (%d), got %d", pg.MaxConns, pg.MinConns)
+	}
+	v.positive("store.postgres.max_conn_lifetime", pg.MaxConnLifetime)
+	v.positive("store.postgres.max_conn_idle_time", pg.MaxConnIdleTime)
+	v.positive("store.postgres.connect_timeout", pg.ConnectTimeout)
+	v.positive("store.postgres.statement_timeout", pg.StatementTimeout)
 }
 
 func (v *validator) sandbox() {
@@ -418,6 +482,15 @@ func (v *validator) credentials(p, typ string, c Credentials) {
 			_, err := parseCertificate(b)
 			return err
 		})
+		if c.MiddleCertFile != "" {
+			v.keyFile(p+".middle_cert_file", c.MiddleCertFile, func(b []byte) error {
+				_, err := parseCertificate(b)
+				return err
+			})
+		}
+		if strings.Contains(c.CertIdentity, "@") {
+			v.add(p+".cert_identity", "is one '@'-separated field of the certificate's CN and cannot contain '@'")
+		}
 	}
 }
 
@@ -430,6 +503,7 @@ func credentialFields(c Credentials) []credField {
 		{"platform_public_key_file", c.PlatformPublicKeyFile}, {"platform_serial", c.PlatformSerial},
 		{"app_id", c.AlipayAppID}, {"alipay_public_key_file", c.AlipayPublicKeyFile},
 		{"mer_id", c.MerID}, {"cert_id", c.CertID}, {"root_cert_file", c.RootCertFile},
+		{"middle_cert_file", c.MiddleCertFile}, {"cert_identity", c.CertIdentity},
 		{"private_key", string(c.PrivateKey)}, {"private_key_env", c.PrivateKeyEnv}, {"private_key_file", c.PrivateKeyFile},
 	}
 }
@@ -513,8 +587,15 @@ func (v *validator) routing() {
 	if !(r.Exploration >= 0 && r.Exploration <= 0.5) {
 		v.add("routing.exploration", "must be between 0 and 0.5, got %v", r.Exploration)
 	}
+	if !(r.Tolerance >= 0 && r.Tolerance <= 1) {
+		v.add("routing.tolerance", "must be between 0 and 1, got %v", r.Tolerance)
+	}
 	h := r.Health
 	v.positive("routing.health.window", h.Window)
+	v.positive("routing.health.half_life", h.HalfLife)
+	if !(h.LatencyPercentile >= 0.5 && h.LatencyPercentile < 1) {
+		v.add("routing.health.latency_percentile", "must be at least 0.5 and below 1, got %v", h.LatencyPercentile)
+	}
 	if h.Buckets < 1 || h.Buckets > 3600 {
 		v.add("routing.health.buckets", "must be between 1 and 3600, got %d", h.Buckets)
 	} else if h.Window > 0 && h.Window.D()/time.Duration(h.Buckets) < 100*time.Millisecond {

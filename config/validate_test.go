@@ -56,6 +56,15 @@ func TestValidate(t *testing.T) {
 			[]string{`server.shutdown_timeout: must be greater than 0, got 0s`}},
 		{"max_conns_per_ip 0", func(c *Config, _ string) { c.Server.MaxConnsPerIP = 0 },
 			[]string{`server.max_conns_per_ip: must be at least 1, got 0`}},
+		{"tls key without cert", func(c *Config, dir string) { c.Server.TLS.KeyFile = filepath.Join(dir, "key.pem") },
+			[]string{`server.tls: set both cert_file and key_file, or neither`}},
+		{"tls files missing", func(c *Config, dir string) {
+			c.Server.TLS.CertFile, c.Server.TLS.KeyFile = filepath.Join(dir, "nope.pem"), filepath.Join(dir, "nope.key")
+		}, []string{`server.tls: cannot load the certificate: open {dir}/nope.pem: no such file or directory`}},
+		{"trusted proxy not a CIDR", func(c *Config, _ string) { c.Server.TrustedProxies = []string{"10.0.0.1", "10.0.0.0/33"} },
+			[]string{`server.trusted_proxies: [1]: want a CIDR or an IP address, got "10.0.0.0/33"`}},
+		{"proxy protocol without trusted proxies", func(c *Config, _ string) { c.Server.ProxyProtocol = true },
+			[]string{`server.proxy_protocol: needs server.trusted_proxies: only a trusted proxy may send a PROXY header`}},
 		{"admin token missing", func(c *Config, _ string) { c.Server.AdminTokenFile = "" },
 			[]string{`server.admin_token: required: set admin_token_env or admin_token_file`}},
 		{"admin token inline outside sandbox", func(c *Config, _ string) {
@@ -172,6 +181,16 @@ func TestValidate(t *testing.T) {
 		}, []string{`merchants[1].webhook_secret: inline secrets need sandbox mode; use webhook_secret_env or webhook_secret_file`}},
 		{"embedded store outside sandbox", func(c *Config, _ string) { c.Store.Redis.Addrs = nil },
 			[]string{`store.redis.addrs: at least one Redis address is required outside sandbox mode (the embedded store is not durable)`}},
+		{"ledger missing outside sandbox", func(c *Config, _ string) { c.Store.Postgres.DSNFile = "" },
+			[]string{`store.postgres.dsn: required outside sandbox mode (the embedded ledger is not durable): set dsn_env or dsn_file`}},
+		{"ledger dsn inline outside sandbox", func(c *Config, _ string) {
+			c.Store.Postgres.DSNFile, c.Store.Postgres.DSN = "", "postgres://u:pw@db/paygate"
+		}, []string{`store.postgres.dsn: inline secrets need sandbox mode; use dsn_env or dsn_file`}},
+		{"ledger pool", func(c *Config, _ string) {
+			c.Store.Postgres.MaxConns, c.Store.Postgres.MinConns, c.Store.Postgres.ConnectTimeout = 0, -1, 0
+		}, []string{`store.postgres.max_conns: must be at least 1, got 0`,
+			`store.postgres.min_conns: must be 0–max_conns (0), got -1`,
+			`store.postgres.connect_timeout: must be greater than 0, got 0s`}},
 		{"notify_allow_networks outside sandbox", func(c *Config, _ string) { c.Merchants[0].NotifyAllowNetworks = []string{"10.0.0.0/8"} },
 			[]string{`merchants[0].notify_allow_networks: allowing notifications to private networks is for sandbox mode only`}},
 		{"notify_allow_networks not CIDR", func(c *Config, _ string) {

@@ -80,7 +80,7 @@ func TestAbandonedAttemptIsClosedAtItsChannel(t *testing.T) {
 	}
 
 	offset.Store(int64(time.Minute))
-	gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second).SweepOnce(ctx)
+	in.reconciler(time.Second, 10*time.Second).SweepOnce(ctx)
 	rec, _ = in.st.GetPayment(ctx, nil, "m-hmac", id)
 	if at := rec.Attempts[0]; at.Outcome != payment.OutcomeAbandoned || !at.Checked {
 		t.Fatalf("attempt at A after the sweep: %+v", at)
@@ -127,7 +127,7 @@ func TestUnanswerableAttemptEndsUnverified(t *testing.T) {
 	id := r.json(t)["payment_id"].(string)
 	dead.Store(true)
 	ctx := context.Background()
-	rc := gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second)
+	rc := in.reconciler(time.Second, 10*time.Second)
 	for i := 0; i < 300; i++ {
 		offset.Add(int64(10 * time.Minute))
 		rc.SweepOnce(ctx)

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"strings"
@@ -61,6 +63,10 @@ type Admin struct {
 	browser *http.Client
 
 	lastReload func() ReloadStatus
+	draining   atomic.Bool   // set by Drain: shutdown has begun
+	version    string        // shown on the status page
+	refresh    time.Duration // the status page's self-refresh period
+	audit      *zap.Logger
 }
 
 // ReloadStatus is the outcome of the last configuration reload.
@@ -78,12 +84,25 @@ type AdminOptions struct {
 	LastReload func() ReloadStatus
 	Sandbox    SandboxControl
 	Metrics    http.Handler
+	// Version is shown on the status page ("" shows "unknown").
+	Version string
+	// StatusRefresh is how often the status page reloads itself; 0 means
+	// 5 s, and it is never less than 1 s.
+	StatusRefresh time.Duration
 }
 
 // NewAdmin builds the admin handler.
 func NewAdmin(s *Server, st AdminStore, o AdminOptions) *Admin {
 	a := &Admin{s: s, st: st, reload: o.Reload, lastReload: o.LastReload, sandbox: o.Sandbox, metrics: o.Metrics,
-		logger: s.logger.Named("admin"), browser: &http.Client{Timeout: 5 * time.Second}}
+		logger: s.logger.Named("admin"), browser: &http.Client{Timeout: 5 * time.Second},
+		version: o.Version, refresh: o.StatusRefresh}
+	a.audit = a.logger.Named("audit")
+	if a.version == "" {
+		a.version = "unknown"
+	}
+	if a.refresh <= 0 {
+		a.refresh = defaultStatusRefresh
+	}
 	a.SetToken(o.Token)
 	return a
 }
@@ -95,6 +114,10 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeAdminJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		return
 	case r.URL.Path == "/readyz":
+		if a.draining.Load() {
+			writeAdminJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting_down"})
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := a.st.Ping(ctx); err != nil {
@@ -111,14 +134,25 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case strings.HasPrefix(r.URL.Path, "/admin/"):
 		if !a.authorized(r) {
+			a.auditRefused(r, w.Header().Get("X-Request-Id"))
 			a.fail(w, apiErr(http.StatusUnauthorized, codeMissingAuth, "Authorization: Bearer <admin token> is required"))
 			return
 		}
-		a.api(w, r)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		a.api(rec, r)
+		a.auditAction(r, rec, w.Header().Get("X-Request-Id"))
 		return
 	}
 	a.fail(w, apiErr(http.StatusNotFound, codeNotFound, "no such endpoint"))
 }
+
+// Drain makes /readyz answer 503 from now on: shutdown has begun, and load
+// balancers should stop sending traffic before the listeners close.
+func (a *Admin) Drain() { a.draining.Store(true) }
+
+// ErrorLog is the admin listener's net/http ErrorLog: net/http's own
+// messages, redacted like the merchant listener's (edgelog.go).
+func (a *Admin) ErrorLog() *log.Logger { return redactingErrorLog(a.logger) }
 
 // SetToken replaces the admin bearer token (config reload).
 func (a *Admin) SetToken(token string) { a.token.Store(&token) }
@@ -162,6 +196,10 @@ func (a *Admin) api(w http.ResponseWriter, r *http.Request) {
 		if verb(http.MethodGet) {
 			a.explain(w, r)
 		}
+	case len(seg) == 2 && seg[0] == "risk" && seg[1] == "explain":
+		if verb(http.MethodGet) {
+			a.riskExplain(w, r)
+		}
 	case len(seg) == 2 && seg[0] == "config" && seg[1] == "reload":
 		if verb(http.MethodPost) {
 			a.doReload(w)
@@ -174,6 +212,8 @@ func (a *Admin) api(w http.ResponseWriter, r *http.Request) {
 		if verb(http.MethodPost) {
 			a.replay(w, r, seg[1])
 		}
+	case len(seg) >= 2 && seg[0] == "debug" && seg[1] == "pprof":
+		servePprof(w, r)
 	case len(seg) >= 2 && seg[0] == "sandbox":
 		a.sandboxAPI(w, r, seg[1:], verb)
 	default:
@@ -306,6 +346,8 @@ func (a *Admin) sandboxAPI(w http.ResponseWriter, r *http.Request, seg []string,
 				a.fail(w, invalid("channel", "is required"))
 				return
 			}
+			auditNote(w, fmt.Sprintf("channel=%s down=%t error_rate=%g latency=%s drop_callbacks=%t",
+				f.Channel, f.Down, f.ErrorRate, f.Latency, f.DropCallbacks))
 			if err := a.sandbox.SetFaults(f); err != nil {
 				if errors.Is(err, sandbox.ErrNoChannel) {
 					a.fail(w, apiErr(http.StatusNotFound, codeNotFound, "%v", err))
@@ -414,46 +456,6 @@ func (a *Admin) openAction(ctx context.Context, act *payment.Action) error {
 // errPageRefused: the channel refused to show the payer's page.
 var errPageRefused = errors.New("page refused")
 
-// statusPage is the people's page (CONTRACT §7): channels, rules, last
-// reload, notification backlog.
-func (a *Admin) statusPage(w http.ResponseWriter, r *http.Request) {
-	var b strings.Builder
-	b.WriteString(`<!doctype html><html><head><meta charset="utf-8"><title>paygate status</title>
-<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f3f3f3}.open{color:#b00}.closed{color:#070}</style>
-</head><body><h1>paygate</h1><h2>Channels</h2><table id="channels"><tr><th>channel</th><th>score</th><th>breaker</th><th>success rate</th><th>p50</th><th>p99</th><th>failovers</th></tr>`)
-	for _, c := range a.s.router.Channels() {
-		fmt.Fprintf(&b, `<tr><td>%s</td><td>%.3f</td><td class="%s">%s</td><td>%.1f%%</td><td>%.0f ms</td><td>%.0f ms</td><td>%d</td></tr>`,
-			htmlEsc(c.Channel), c.Score, htmlEsc(c.Breaker), htmlEsc(c.Breaker), c.SuccessRate*100, c.P50MS, c.P99MS, c.FailoversRecent)
-	}
-	b.WriteString(`</table><h2>Routing rules</h2><table id="rules"><tr><th>rule</th><th>when</th><th>channels</th></tr>`)
-	for _, ru := range a.s.router.Rules() {
-		fmt.Fprintf(&b, `<tr><td>%s</td><td>%s</td><td>%s</td></tr>`, htmlEsc(ru.Name), htmlEsc(ru.Match), htmlEsc(channelsSummary(ru.Channels)))
-	}
-	b.WriteString(`</table><h2>Configuration</h2>`)
-	if a.lastReload != nil {
-		st := a.lastReload()
-		if st.At.IsZero() {
-			b.WriteString(`<p id="reload">no reload since start</p>`)
-		} else if st.OK {
-			fmt.Fprintf(&b, `<p id="reload">last reload %s: ok</p>`, st.At.UTC().Format(time.RFC3339))
-		} else {
-			fmt.Fprintf(&b, `<p id="reload">last reload %s: refused: %s</p>`, st.At.UTC().Format(time.RFC3339), htmlEsc(st.Error))
-		}
-	}
-	b.WriteString(`<h2>Notifications</h2><table id="notifications"><tr><th>merchant</th><th>backlog</th><th>dead letters</th></tr>`)
-	for _, m := range a.s.Merchants() {
-		pending, dead, err := a.st.OutboxStats(r.Context(), m.ID)
-		if err != nil {
-			fmt.Fprintf(&b, `<tr><td>%s</td><td colspan="2">store unavailable</td></tr>`, htmlEsc(m.ID))
-			continue
-		}
-		fmt.Fprintf(&b, `<tr><td>%s</td><td>%d</td><td>%d</td></tr>`, htmlEsc(m.ID), pending, dead)
-	}
-	b.WriteString(`</table></body></html>`)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	io.WriteString(w, b.String())
-}
-
 func channelsSummary(cs []routing.RuleChannel) string {
 	parts := make([]string, len(cs))
 	for i, c := range cs {
@@ -462,6 +464,23 @@ func channelsSummary(cs []routing.RuleChannel) string {
 	return strings.Join(parts, ", ")
 }
 
-var htmlReplacer = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
-
-func htmlEsc(s string) string { return htmlReplacer.Replace(s) }
+// servePprof serves net/http/pprof under /admin/debug/pprof/ (the caller
+// has checked the admin token). pprof.Index only dispatches by name under
+// /debug/pprof/, so the name is dispatched here. A CPU profile or trace
+// must finish within the admin listener's 30 s write timeout.
+func servePprof(w http.ResponseWriter, r *http.Request) {
+	switch name := strings.TrimPrefix(r.URL.Path, "/admin/debug/pprof/"); name {
+	case "", "/admin/debug/pprof":
+		pprof.Index(w, r)
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Handler(name).ServeHTTP(w, r)
+	}
+}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/hmac"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"net/textproto"
 	"sync"
 	"time"
 
@@ -80,6 +82,33 @@ func missingAuth(header string, absent bool) error {
 		return apiErr(http.StatusUnauthorized, codeMissingAuth, "%s header is missing", header)
 	}
 	return apiErr(http.StatusUnauthorized, codeMissingAuth, "%s header is malformed", header)
+}
+
+// paygateHeaderPrefix starts every header of paygate's own.
+const paygateHeaderPrefix = "X-Paygate-"
+
+// repeatedPaygateHeader names an X-Paygate-* header that h carries more than
+// once, in any mix of cases, or returns "". Peek returns the first value, a
+// proxy in front may act on the last: a request that could mean two things
+// to two parts of the path is refused before any of it is used.
+func repeatedPaygateHeader(h *fasthttp.RequestHeader) string {
+	var seen [8][]byte // paygate defines four; a request with more distinct ones still works
+	n := 0
+	for k := range h.All() {
+		if len(k) < len(paygateHeaderPrefix) || !bytes.EqualFold(k[:len(paygateHeaderPrefix)], []byte(paygateHeaderPrefix)) {
+			continue
+		}
+		for _, prev := range seen[:n] {
+			if bytes.EqualFold(prev, k) {
+				return textproto.CanonicalMIMEHeaderKey(string(k))
+			}
+		}
+		if n < len(seen) {
+			seen[n] = k
+			n++
+		}
+	}
+	return ""
 }
 
 // isToken: [A-Za-z0-9_-]+
@@ -197,6 +226,9 @@ func newKeyVerifier(algorithm, secret, publicPEM string) (keyVerifier, error) {
 // authenticate runs the checks up to the signature and returns the merchant
 // and the nonce the handler must claim with its store operation.
 func (s *Server) authenticate(ctx *fasthttp.RequestCtx, snap *snapshot, now time.Time) (*merchant, *store.Nonce, error) {
+	if name := repeatedPaygateHeader(&ctx.Request.Header); name != "" {
+		return nil, nil, invalid(name, "header is sent more than once")
+	}
 	a, err := parseAuth(ctx.Request.Header.Peek)
 	if err != nil {
 		return nil, nil, err

@@ -1,7 +1,9 @@
 package gateway_test
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -182,5 +184,41 @@ func TestUnknownPathAndVerb(t *testing.T) {
 	}
 	if r := sg.do(t, in.url, http.MethodDelete, "/v1/payments/pay_AAAAAAAAAAAAAAAAAAAAAAAA", nil, reqOpts{}); r.status != 405 || r.errCode(t) != "http_method_not_allowed" {
 		t.Fatalf("wrong verb: %d %s", r.status, r.body)
+	}
+}
+
+// Any X-Paygate-* header sent twice, in any mix of cases, is 400
+// invalid_request naming it, before anything else is checked: its nonce is
+// not claimed, so the same request sent once, correctly, then succeeds.
+func TestRepeatedPaygateHeaderRefused(t *testing.T) {
+	s := newSim(t)
+	cfg := testConfig(t, s.srv.URL)
+	s.start(t, cfg)
+	in := startInstance(t, cfg, "")
+	sg := hmacSigner("m-hmac", hmacSecret)
+	cases := []struct {
+		name, header string
+		extra        map[string][]string
+	}{
+		{"nonce, lower case", "X-Paygate-Nonce", map[string][]string{"x-paygate-nonce": {"another-nonce-0123456789"}}},
+		{"merchant, same case", "X-Paygate-Merchant", map[string][]string{"X-Paygate-Merchant": {"m-rsa"}}},
+		{"signature, upper case", "X-Paygate-Signature", map[string][]string{"X-PAYGATE-SIGNATURE": {"c2ln"}}},
+		{"timestamp, mixed case", "X-Paygate-Timestamp", map[string][]string{"x-PayGate-timestamp": {"1"}}},
+		{"a header paygate does not define", "X-Paygate-Extra", map[string][]string{"X-Paygate-Extra": {"a", "b"}}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			nonce := newNonce()
+			body := paymentBody(fmt.Sprintf("dup-%d", i), 100, "qr")
+			r := sg.do(t, in.url, http.MethodPost, "/v1/payments", body, reqOpts{nonce: nonce, extra: tc.extra})
+			if r.status != 400 || r.errCode(t) != "invalid_request" || !strings.Contains(string(r.body), tc.header) {
+				t.Fatalf("got %d %s, want 400 invalid_request naming %s", r.status, r.body, tc.header)
+			}
+			r = sg.do(t, in.url, http.MethodPost, "/v1/payments", body, reqOpts{nonce: nonce})
+			if r.status != 201 {
+				t.Fatalf("the same request sent once: %d %s (its nonce must not have been claimed)", r.status, r.body)
+			}
+		})
 	}
 }

@@ -54,6 +54,9 @@ type connLimitListener struct {
 	max    int           // 0 means no limit
 	newID  func() string // request id of a refused connection's 429
 	linger time.Duration // rejectLinger; a field so tests can lengthen it
+	// exempt, when set, names addresses that are not limited (trusted
+	// proxies that name their clients by X-Forwarded-For).
+	exempt func(netip.Addr) bool
 
 	mu        sync.Mutex
 	open      map[netip.Addr]int // open accepted connections per peer; no zero entries
@@ -86,7 +89,7 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 			return c, err
 		}
 		ip, ok := connIP(c.RemoteAddr())
-		if !ok {
+		if !ok || l.exempt != nil && l.exempt(ip) {
 			return c, nil
 		}
 		if l.acquire(ip) {

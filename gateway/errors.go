@@ -11,36 +11,37 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/engine"
+	"github.com/paygate/paygate/risk"
 	"github.com/paygate/paygate/store"
 )
 
 // Public error codes (CONTRACT §3).
 const (
-	codeInvalidRequest      = "invalid_request"
-	codeMissingAuth         = "missing_auth"
-	codeUnknownMerchant     = "unknown_merchant"
-	codeTimestampWindow     = "timestamp_out_of_window"
-	codeBadSignature        = "bad_signature"
-	codeNonceReplayed       = "nonce_replayed"
-	codeMethodNotAllowed    = "payment_method_not_allowed"
-	codeAmountOverLimit     = "amount_over_limit"
-	codeNotFound            = "not_found"
-	codeHTTPMethod          = "http_method_not_allowed"
-	codeOutTradeNoConflict  = "out_trade_no_conflict"
-	codeOutRefundNoConflict = "out_refund_no_conflict"
-	codeInProgress          = "request_in_progress"
-	codeInvalidState        = "invalid_state"
-	codeBodyTooLarge        = "body_too_large"
-	codeRefundExceeds       = "refund_exceeds_payment"
-	codeRateLimited         = "rate_limited"
-	codeChannelError        = "channel_error"
-	codeNoChannel           = "no_channel_available"
-	codeStoreUnavailable    = "store_unavailable"
-	codeInternal            = "internal_error"
+	codeInvalidRequest   = "invalid_request"
+	codeMissingAuth      = "missing_auth"
+	codeUnknownMerchant  = "unknown_merchant"
+	codeTimestampWindow  = "timestamp_out_of_window"
+	codeBadSignature     = "bad_signature"
+	codeNonceReplayed    = "nonce_replayed"
+	codeMethodNotAllowed = "payment_method_not_allowed"
+	codeAmountOverLimit  = "amount_over_limit"
+	codeRiskRejected     = "risk_rejected"
+	codeNotFound         = string(engine.CodeNotFound)
+	codeHTTPMethod       = "http_method_not_allowed"
+	codeInvalidState     = string(engine.CodeInvalidState)
+	codeBodyTooLarge     = "body_too_large"
+	codeRefundExceeds    = string(engine.CodeRefundExceeds)
+	codeRateLimited      = "rate_limited"
+	codeChannelError     = string(engine.CodeChannelError)
+	codeNoChannel        = string(engine.CodeNoChannel)
+	codeStoreUnavailable = "store_unavailable"
+	codeInternal         = "internal_error"
 )
 
-// Error is an error with its public code and HTTP status: what handlers
-// return for anything the merchant should see.
+// Error is an error of the edge itself (authentication, decoding, limits,
+// routes) with its public code and HTTP status. The engine's refusals are
+// *engine.Error, whose codes engineStatus maps.
 type Error struct {
 	Status     int
 	Code       string
@@ -74,6 +75,18 @@ func invalid(field, format string, args ...any) *Error {
 	return e
 }
 
+// engineStatus is the HTTP status of each code the engine refuses with.
+var engineStatus = map[engine.Code]int{
+	engine.CodeNotFound:            http.StatusNotFound,
+	engine.CodeOutTradeNoConflict:  http.StatusConflict,
+	engine.CodeOutRefundNoConflict: http.StatusConflict,
+	engine.CodeInProgress:          http.StatusConflict,
+	engine.CodeInvalidState:        http.StatusConflict,
+	engine.CodeRefundExceeds:       http.StatusUnprocessableEntity,
+	engine.CodeChannelError:        http.StatusBadGateway,
+	engine.CodeNoChannel:           http.StatusServiceUnavailable,
+}
+
 // statusOf is the one place that maps an error to its HTTP status, public
 // code and message. Internal details (store addresses, channel bodies) never
 // reach the merchant; they are logged with the request.
@@ -81,6 +94,17 @@ func statusOf(err error) (int, string, string) {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Status, e.Code, e.Message
+	}
+	var re *risk.RejectedError
+	if errors.As(err, &re) { // the rule is logged, never named to the merchant
+		return http.StatusForbidden, codeRiskRejected, "the payment was refused by risk controls"
+	}
+	var ee *engine.Error
+	if errors.As(err, &ee) {
+		if status, ok := engineStatus[ee.Code]; ok {
+			return status, string(ee.Code), ee.Message
+		}
+		return http.StatusInternalServerError, codeInternal, "internal error"
 	}
 	switch {
 	case errors.Is(err, store.ErrUnavailable):

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -26,6 +27,7 @@ import (
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/adapters/wechatpay"
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/engine"
 	"github.com/paygate/paygate/gateway"
 	"github.com/paygate/paygate/gateway/client"
 	"github.com/paygate/paygate/routing"
@@ -175,6 +177,11 @@ type instance struct {
 }
 
 func startInstance(t testing.TB, cfg *config.Config, redisAddr string, opts ...gateway.Option) *instance {
+	return startLogged(t, cfg, redisAddr, zap.NewNop(), opts...)
+}
+
+// startLogged is startInstance with the edge logging to logger.
+func startLogged(t testing.TB, cfg *config.Config, redisAddr string, logger *zap.Logger, opts ...gateway.Option) *instance {
 	rc := cfg.Store.Redis
 	if redisAddr != "" {
 		rc.Addrs = []string{redisAddr}
@@ -196,7 +203,7 @@ func startInstance(t testing.TB, cfg *config.Config, redisAddr string, opts ...g
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := gateway.New(cfg, st, router, zap.NewNop(), opts...)
+	srv, err := gateway.New(cfg, st, router, logger, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,17 +242,20 @@ func newNonce() string {
 type reqOpts struct {
 	ts        int64
 	nonce     string
-	signURI   string // sign this URI instead of the one sent
-	signBody  []byte // sign this body instead of the one sent
-	omit      string // header to leave out
-	signature string // send this signature instead
-	otherKey  bool   // sign correctly, but with another key of the same algorithm
+	signURI   string              // sign this URI instead of the one sent
+	signBody  []byte              // sign this body instead of the one sent
+	omit      string              // header to leave out
+	signature string              // send this signature instead
+	otherKey  bool                // sign correctly, but with another key of the same algorithm
+	extra     map[string][]string // more header lines, names sent exactly as given
+	client    *http.Client        // nil: http.DefaultClient
 }
 
 type response struct {
 	status int
 	header http.Header
 	body   []byte
+	tls    *tls.ConnectionState
 }
 
 func (r response) json(t testing.TB) map[string]any {
@@ -303,16 +313,23 @@ func (s signer) do(t testing.TB, base, method, uri string, body []byte, o reqOpt
 			req.Header.Set(k, v)
 		}
 	}
+	for k, v := range o.extra {
+		req.Header[k] = append(req.Header[k], v...)
+	}
 	if len(body) > 0 {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := o.client
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{status: resp.StatusCode, header: resp.Header, body: b, tls: resp.TLS}
 }
 
 func paymentBody(otn string, amount int64, method string) []byte {
@@ -340,3 +357,8 @@ func otherKeySigner(t testing.TB, merchant string) *client.Signer {
 // the instance builds (to make a real channel answer in a way its simulator
 // never does). Tests that set it must not run in parallel.
 var wrapChannel func(*wechatpay.Client) adapters.Channel
+
+// reconciler is a reconciler of the instance's engine and merchants.
+func (in *instance) reconciler(interval, lease time.Duration) *engine.Reconciler {
+	return engine.NewReconciler(in.srv.Engine(), in.srv.MerchantIDs, interval, lease)
+}

@@ -5,17 +5,22 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paygate/paygate/adapters"
+	"github.com/paygate/paygate/engine"
+	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/routing"
+	"github.com/paygate/paygate/version"
 )
 
 // Metrics are paygate's Prometheus collectors. It is the adapters.Observer
-// of every channel call and the notify observer; /metrics serves Handler.
+// of every channel call, the notify observer and the engine's observer;
+// /metrics serves Handler.
 type Metrics struct {
 	reg           *prometheus.Registry
 	channelCalls  *prometheus.CounterVec
@@ -26,6 +31,10 @@ type Metrics struct {
 	notifyLatency prometheus.Histogram
 	reloads       *prometheus.CounterVec
 	reconciled    *prometheus.CounterVec
+	failovers     *prometheus.CounterVec
+	payments      *prometheus.CounterVec
+	riskDecisions *prometheus.CounterVec
+	requests      *requestMetrics
 }
 
 // NewMetrics registers paygate's collectors (and the Go/process ones) on a
@@ -59,10 +68,34 @@ func NewMetrics() *Metrics {
 		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paygate_reconciler_resolved_total", Help: "Pending payments and refunds the reconciler brought to a final status, by kind and status.",
 		}, []string{"kind", "status"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_routing_failovers_total", Help: "Creates that moved from one channel to the next because the first provably did not create the order.",
+		}, []string{"from", "to"}),
+		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_payments_total", Help: "Payments that reached a final status (succeeded, failed, closed), by channel; once per transition.",
+		}, []string{"channel", "status"}),
+		riskDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_risk_decisions_total", Help: "Risk rule decisions on payment creates: passed (the create was counted) or refused (the deciding rule).",
+		}, []string{"rule", "outcome"}),
 	}
-	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled,
+	m.requests = newRequestMetrics()
+	m.reg.MustRegister(m.channelCalls, m.channelTime, m.notifyDone, m.notifyFailed, m.notifyDead, m.notifyLatency, m.reloads, m.reconciled, m.failovers, m.payments, m.riskDecisions,
+		m.requests.total, m.requests.duration, m.requests.auth,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	// The running build, as a constant 1 with its identity in the labels.
+	bi := version.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "paygate_build_info", Help: "The running build: module version, VCS revision and Go version; always 1.",
+	}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(bi.Version, bi.Revision, bi.GoVersion).Set(1)
+	m.reg.MustRegister(build)
 	return m
+}
+
+// RiskDecision counts a risk rule's decision (risk.Observer). Rule names
+// come from the config, so the label stays bounded.
+func (m *Metrics) RiskDecision(rule, outcome string) {
+	m.riskDecisions.WithLabelValues(rule, outcome).Inc()
 }
 
 // Handler serves the Prometheus text format.
@@ -107,8 +140,19 @@ func (m *Metrics) Reloaded(ok bool) {
 	}
 }
 
-// Reconciled counts an object the reconciler brought to a final status.
+// Reconciled counts an object the reconciler brought to a final status
+// (engine.Observer).
 func (m *Metrics) Reconciled(kind, status string) { m.reconciled.WithLabelValues(kind, status).Inc() }
+
+// Failover counts a create moving from one channel to the next
+// (engine.Observer).
+func (m *Metrics) Failover(from, to string) { m.failovers.WithLabelValues(from, to).Inc() }
+
+// PaymentFinished counts a payment's transition to a final status
+// (engine.Observer).
+func (m *Metrics) PaymentFinished(channel string, status payment.Status) {
+	m.payments.WithLabelValues(channel, string(status)).Inc()
+}
 
 // OutboxStatter reads the notification backlog (implemented by *store.Store).
 type OutboxStatter interface {
@@ -166,4 +210,127 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-var _ adapters.Observer = (*Metrics)(nil)
+// Request metrics of the merchant listener. Labels come from closed sets —
+// the route pattern (never the path, which carries ids), a known HTTP
+// method or "other", the status code — so no request can create a series.
+// The children are resolved on first use and cached in fixed arrays: the hot
+// path does an atomic load, not a label lookup, and /metrics shows only the
+// series that saw a request.
+
+// routes are the merchant listener's route patterns, as the request log
+// names them without the verb; routeUnmatched is every other path.
+var routes = [...]string{"unmatched", "/v1/payments", "/v1/payments/{id}", "/v1/payments/{id}/close",
+	"/v1/payments/{id}/refunds", "/v1/refunds/{id}", "/callbacks/{channel_id}"}
+
+const routeUnmatched = 0
+
+// routeIndex maps the request log's route ("GET /v1/payments/{id}", or the
+// bare pattern for a 405 on /v1/payments) to its index in routes.
+func routeIndex(logRoute string) int {
+	for i := 0; i < len(logRoute); i++ {
+		if logRoute[i] == ' ' {
+			logRoute = logRoute[i+1:]
+			break
+		}
+	}
+	for i, r := range routes {
+		if i != routeUnmatched && r == logRoute {
+			return i
+		}
+	}
+	return routeUnmatched
+}
+
+var httpMethods = [...]string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other"}
+
+func methodIndex(m []byte) int {
+	for i, k := range httpMethods[:len(httpMethods)-1] {
+		if string(m) == k {
+			return i
+		}
+	}
+	return len(httpMethods) - 1
+}
+
+// authReasons are the 401 codes (CONTRACT §3).
+var authReasons = [...]string{codeMissingAuth, codeUnknownMerchant, codeTimestampWindow, codeBadSignature, codeNonceReplayed}
+
+// requestMetrics holds the request collectors and their cached children.
+type requestMetrics struct {
+	total    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	auth     *prometheus.CounterVec
+
+	// counters is indexed by route, method and status-100 (100–599; other
+	// statuses are not cached).
+	counters  [len(routes)][len(httpMethods)][500]atomic.Pointer[prometheus.Counter]
+	observers [len(routes)][len(httpMethods)]atomic.Pointer[prometheus.Observer]
+	reasons   [len(authReasons)]prometheus.Counter
+}
+
+func newRequestMetrics() *requestMetrics {
+	r := &requestMetrics{
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_http_requests_total", Help: "Merchant listener requests by route pattern, HTTP method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "paygate_http_request_duration_seconds", Help: "Merchant listener request latency by route pattern and HTTP method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paygate_auth_failures_total", Help: "Merchant requests refused with 401, by error code.",
+		}, []string{"reason"}),
+	}
+	for i, reason := range authReasons {
+		r.reasons[i] = r.auth.WithLabelValues(reason)
+	}
+	return r
+}
+
+// counter returns the cached child of paygate_http_requests_total.
+func (r *requestMetrics) counter(route, method, status int) prometheus.Counter {
+	if status < 100 || status > 599 {
+		return r.total.WithLabelValues(routes[route], httpMethods[method], strconv.Itoa(status))
+	}
+	slot := &r.counters[route][method][status-100]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := r.total.WithLabelValues(routes[route], httpMethods[method], strconv.Itoa(status))
+	slot.Store(&c) // a racing first request stores the same child
+	return c
+}
+
+// observer returns the cached child of paygate_http_request_duration_seconds.
+func (r *requestMetrics) observer(route, method int) prometheus.Observer {
+	slot := &r.observers[route][method]
+	if o := slot.Load(); o != nil {
+		return *o
+	}
+	o := r.duration.WithLabelValues(routes[route], httpMethods[method])
+	slot.Store(&o)
+	return o
+}
+
+// ObserveRequest counts one merchant listener request: its route (as the
+// request log names it; "" when no route matched), method, status, the
+// error it answered (for the 401 reason) and its latency.
+func (m *Metrics) ObserveRequest(logRoute string, method []byte, status int, err error, d time.Duration) {
+	r := m.requests
+	route, meth := routeIndex(logRoute), methodIndex(method)
+	r.counter(route, meth, status).Inc()
+	r.observer(route, meth).Observe(d.Seconds())
+	if status == http.StatusUnauthorized && err != nil {
+		_, code, _ := statusOf(err)
+		for i, reason := range authReasons {
+			if reason == code {
+				r.reasons[i].Inc()
+			}
+		}
+	}
+}
+
+var (
+	_ adapters.Observer = (*Metrics)(nil)
+	_ engine.Observer   = (*Metrics)(nil)
+)

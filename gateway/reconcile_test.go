@@ -31,7 +31,7 @@ func TestReconcilerResolvesAbandonedCreate(t *testing.T) {
 	if r := sg.do(t, in.url, http.MethodPost, "/v1/payments", body, reqOpts{}); r.status != 409 || r.errCode(t) != "request_in_progress" {
 		t.Fatalf("while the create may still run: %d %s", r.status, r.body)
 	}
-	rc := gateway.NewReconciler(in.srv, in.st, time.Second, 5*time.Second)
+	rc := in.reconciler(time.Second, 5*time.Second)
 	rc.SweepOnce(ctx) // within the minute: left alone
 	if got, _ := in.st.GetPayment(ctx, nil, "m-hmac", pid); got.Attempts[0].Outcome != "" {
 		t.Fatalf("a live create was marked after %s", now().Sub(created))
@@ -92,7 +92,7 @@ func TestRemovedMerchantKeepsItsWork(t *testing.T) {
 				t.Fatalf("the %s merchant still authenticates: %d %s", how, r.status, r.body)
 			}
 			offset.Store(int64(time.Minute)) // past the first reconcile delay
-			gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second).SweepOnce(context.Background())
+			in.reconciler(time.Second, 10*time.Second).SweepOnce(context.Background())
 			got, err := in.st.GetPayment(context.Background(), nil, "m-hmac", id)
 			if err != nil || got.Status != payment.StatusSucceeded {
 				t.Fatalf("the %s merchant's payment was not reconciled: %+v %v", how, got, err)
@@ -115,7 +115,7 @@ func TestCloseRequestedStopsRecovery(t *testing.T) {
 	if r.status != 409 || r.errCode(t) != "invalid_state" {
 		t.Fatalf("close of an order WeChat never got: %d %s", r.status, r.body)
 	}
-	rc := gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second)
+	rc := in.reconciler(time.Second, 10*time.Second)
 	offset.Store(int64(time.Minute))
 	rc.SweepOnce(ctx)
 	if n := s.creates.Load(); n != 0 {
@@ -143,7 +143,7 @@ func TestNoRecoveryAfterExpiryAndTheGrace(t *testing.T) {
 	ctx := context.Background()
 	created := now().UTC().Truncate(time.Second)
 	pid := seedPending(t, in, "late-1", created, time.Minute, payment.OutcomeAmbiguous)
-	rc := gateway.NewReconciler(in.srv, in.st, time.Second, 10*time.Second)
+	rc := in.reconciler(time.Second, 10*time.Second)
 	offset.Store(int64(90 * time.Second)) // expired, inside the grace
 	rc.SweepOnce(ctx)
 	got, _ := in.st.GetPayment(ctx, nil, "m-hmac", pid)

@@ -1,12 +1,14 @@
 // Package gateway is paygate's fasthttp edge: merchant authentication, the
-// merchant API (payments, refunds), channel callbacks, the admin listener, and
-// the payment logic those share (create with safe failover, exactly-once
-// state changes with their outbox events, reconciliation of pending objects).
+// merchant API (payments, refunds) with its strict decoding and limits, the
+// HTTP side of channel callbacks, the admin listener, and the mapping of
+// errors to HTTP statuses. The payment logic itself is the engine's
+// (package engine), which the edge calls.
 package gateway
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -22,35 +24,18 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/engine"
 	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/risk"
 	"github.com/paygate/paygate/routing"
-	"github.com/paygate/paygate/store"
 )
 
-// Store is the shared state the gateway needs (implemented by *store.Store).
+// Store is the shared state the edge needs (implemented by *store.Store):
+// the engine's, and a health check.
 type Store interface {
-	PaymentStore
-	RefundStore
-	ClaimNonce(ctx context.Context, n store.Nonce) error
-	Throttle(ctx context.Context, merchant, key string, ttl time.Duration) (bool, error)
-	Reschedule(ctx context.Context, merchant, kind, id string, at time.Time) error
+	engine.Store
 	Ping(ctx context.Context) error
-}
-
-// PaymentStore keeps payments.
-type PaymentStore interface {
-	CreatePayment(ctx context.Context, n *store.Nonce, rec *payment.Record, sweepAt time.Time) (*payment.Record, bool, error)
-	GetPayment(ctx context.Context, n *store.Nonce, merchant, paymentID string) (*payment.Record, error)
-	GetPaymentByOutTradeNo(ctx context.Context, n *store.Nonce, merchant, outTradeNo string) (*payment.Record, error)
-	PaymentMerchant(ctx context.Context, paymentID string) (string, error)
-	UpdatePayment(ctx context.Context, rec *payment.Record, ch store.Change) error
-}
-
-// RefundStore keeps refunds.
-type RefundStore interface {
-	CreateRefund(ctx context.Context, n *store.Nonce, rf *payment.RefundRecord, sweepAt time.Time) (*payment.RefundRecord, bool, error)
-	GetRefund(ctx context.Context, n *store.Nonce, merchant, refundID string) (*payment.RefundRecord, error)
-	UpdateRefund(ctx context.Context, rf *payment.RefundRecord, ch store.Change) error
+	risk.Counter
 }
 
 // merchant is a merchant's compiled runtime settings.
@@ -74,14 +59,16 @@ type snapshot struct {
 	retired    map[string]*merchant
 	window     time.Duration
 	currencies map[string]bool // every currency some channel lists
-	delays     []time.Duration // reconcile delays
 	publicURL  string
+	trusted    []netip.Prefix   // server.trusted_proxies
+	cert       *tls.Certificate // server.tls; nil without TLS
 }
 
 // Server is the merchant-facing edge.
 type Server struct {
 	logger *zap.Logger
 	store  Store
+	eng    *engine.Engine
 	router *routing.Router
 	now    func() time.Time
 	cfg    config.Server
@@ -94,6 +81,9 @@ type Server struct {
 
 	onEvent func()   // called after an event was enqueued (wakes the notifier)
 	metrics *Metrics // nil: none
+	gate    engine.Gate
+	risk    *risk.Engine
+	sandbox bool // answers carry X-Paygate-Sandbox: true (see Handler)
 }
 
 // Option configures a Server.
@@ -103,21 +93,51 @@ type Option func(*Server)
 // merchant event, so that delivery starts without waiting for a poll.
 func WithEventHook(f func()) Option { return func(s *Server) { s.onEvent = f } }
 
-// WithMetrics makes the edge and its reconciler report to m.
+// WithMetrics makes the edge and its engine report to m.
 func WithMetrics(m *Metrics) Option { return func(s *Server) { s.metrics = m } }
 
 // WithClock injects the clock (tests).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
-// New builds the edge. It does not listen until Serve.
+// WithGate sets the engine's check of every create before it is stored or
+// sent to a channel (engine.Gate).
+func WithGate(g engine.Gate) Option { return func(s *Server) { s.gate = g } }
+
+// createGate is what every create passes before anything is stored or
+// sent: a gate set with WithGate (tests), then the risk rules.
+func (s *Server) createGate(ctx context.Context, r *engine.CreateRequest) error {
+	if s.gate != nil {
+		if err := s.gate(ctx, r); err != nil {
+			return err
+		}
+	}
+	return s.risk.Check(ctx, r.Nonce, risk.RequestOf(r.Merchant, r.OutTradeNo, r.Method, r.Amount, r.Payer))
+}
+
+// New builds the edge and the engine it calls. It does not listen until
+// Serve.
 func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logger, opts ...Option) (*Server, error) {
-	s := &Server{logger: logger.Named("gateway"), store: st, router: router, now: time.Now, cfg: cfg.Server, onEvent: func() {}}
+	s := &Server{logger: logger.Named("gateway"), store: st, router: router, now: time.Now, cfg: cfg.Server, onEvent: func() {},
+		sandbox: cfg.Sandbox.Enabled}
 	for _, o := range opts {
 		o(s)
 	}
+	eopts := []engine.Option{engine.WithClock(s.now), engine.WithEventHook(s.onEvent), engine.WithGate(s.createGate)}
+	if s.metrics != nil {
+		eopts = append(eopts, engine.WithObserver(s.metrics))
+	}
+	s.eng = engine.New(cfg, st, router, logger, eopts...)
 	var rb [6]byte
 	rand.Read(rb[:])
 	s.reqPrefix = "req_" + fmt.Sprintf("%x", rb[:]) + "_"
+	ropts := []risk.Option{risk.WithClock(func() time.Time { return s.now() })}
+	if s.metrics != nil {
+		ropts = append(ropts, risk.WithObserver(s.metrics))
+	}
+	var err error
+	if s.risk, err = risk.New(cfg.Risk, st, s.logger, ropts...); err != nil {
+		return nil, err
+	}
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -135,7 +155,7 @@ func New(cfg *config.Config, st Store, router *routing.Router, logger *zap.Logge
 		NoDefaultServerHeader:         true,
 		DisableHeaderNamesNormalizing: false,
 		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{s.logger},
+		Logger:                        redactingLogger{s.logger}, // never the request's bytes: see edgelog.go
 	}
 	return s, nil
 }
@@ -160,8 +180,18 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 		currencies: map[string]bool{},
 		publicURL:  cfg.Server.PublicURL,
 	}
-	for _, d := range cfg.Reconcile.Delays {
-		snap.delays = append(snap.delays, d.D())
+	if snap.trusted, err = config.ParsePrefixes(cfg.Server.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("server.trusted_proxies%w", err)
+	}
+	switch {
+	case cfg.Server.TLS.Enabled():
+		c, err := tls.LoadX509KeyPair(cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls: %w", err)
+		}
+		snap.cert = &c
+	case s.cfg.TLS.Enabled():
+		return nil, errors.New("server.tls: the listener serves TLS; turning it off needs a restart")
 	}
 	for _, ch := range cfg.Channels {
 		for _, c := range ch.Currencies {
@@ -218,7 +248,12 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 		snap.merchants[mc.ID] = m
 	}
 	snap.retired = retired
+	commitRisk, err := s.risk.Prepare(cfg.Risk)
+	if err != nil {
+		return nil, err
+	}
 	return func() {
+		commitRisk()
 		// Merchants the current snapshot has and this one lacks keep their
 		// work served (reloads are serialized by the caller).
 		if cur := s.snap.Load(); cur != nil {
@@ -231,7 +266,21 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 			}
 		}
 		s.snap.Store(snap)
+		s.eng.Reload(cfg)
 	}, nil
+}
+
+// Engine is the payment engine the edge calls (the reconciler runs it too).
+func (s *Server) Engine() *engine.Engine { return s.eng }
+
+// MerchantIDs lists the ids of Merchants.
+func (s *Server) MerchantIDs() []string {
+	ms := s.Merchants()
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	return ids
 }
 
 // Merchants lists the delivery settings of every merchant with work that
@@ -255,9 +304,23 @@ type MerchantInfo struct {
 	AllowNetworks []netip.Prefix
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts connections on ln until Shutdown, through the layers that
+// edgenet.go describes.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.http.Serve(newConnLimitListener(ln, s.cfg.MaxConnsPerIP, s.requestID))
+	trusted := func(ip netip.Addr) bool { return s.snap.Load().trustedPeer(ip) }
+	if s.cfg.ProxyProtocol {
+		ln = newProxyListener(ln, trusted, s.cfg.ReadTimeout.D(), s.logger)
+	}
+	if s.cfg.TLS.Enabled() {
+		ln = tls.NewListener(ln, s.tlsConfig())
+	}
+	cl := newConnLimitListener(ln, s.cfg.MaxConnsPerIP, s.requestID)
+	// A proxy that names its clients by X-Forwarded-For multiplexes many of
+	// them over its connections: counting those against one address would
+	// limit the proxy, not a client. With the PROXY protocol each connection
+	// is counted under the client the header names.
+	cl.exempt = trusted
+	return s.http.Serve(cl)
 }
 
 // Shutdown stops accepting, waits for in-flight requests (bounded by ctx).
@@ -266,6 +329,15 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWit
 // requestID returns a process-unique, cross-instance-unique request id.
 func (s *Server) requestID() string {
 	return s.reqPrefix + strconv.FormatUint(s.reqSeq.Add(1), 36)
+}
+
+// incomingRequestID is the request's X-Request-Id when it sent a
+// well-formed one (validRequestID), else a fresh one.
+func (s *Server) incomingRequestID(ctx *fasthttp.RequestCtx) string {
+	if h := ctx.Request.Header.Peek("X-Request-Id"); validRequestID(h) {
+		return string(h)
+	}
+	return s.requestID()
 }
 
 // handleReadError answers requests fasthttp could not read: the contract's
@@ -283,7 +355,13 @@ func (s *Server) handleReadError(ctx *fasthttp.RequestCtx, err error) {
 	default:
 		writeErrorBody(ctx, http.StatusBadRequest, codeInvalidRequest, "malformed HTTP request", reqID)
 	}
-	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()), zap.String("error", err.Error()))
+	// err quotes the request's bytes (signatures, nonces, bodies): log its
+	// kind and the peer, never err itself.
+	s.logger.Info("request", zap.String("request_id", reqID), zap.Int("status", ctx.Response.StatusCode()),
+		zap.String("error", readErrorKind(err)), zap.String("client", ctx.RemoteAddr().String()))
+	if s.metrics != nil {
+		s.metrics.ObserveRequest("", nil, ctx.Response.StatusCode(), nil, 0)
+	}
 }
 
 // reqLog collects what the request line logs, and carries the request's
@@ -296,23 +374,37 @@ type reqLog struct {
 	merchant  string
 	paymentID string
 	channel   string
+	traceID   string     // of a valid W3C traceparent header, or ""
+	client    netip.Addr // the client's address (clientAddr)
 	err       error
 }
 
 // Handler is the fasthttp handler of the merchant listener.
 func (s *Server) Handler(ctx *fasthttp.RequestCtx) {
 	start := s.now()
-	reqID := s.requestID()
+	reqID := s.incomingRequestID(ctx)
 	ctx.Response.Header.Set("X-Request-Id", reqID)
+	if s.sandbox {
+		// Tells clients (paygate load refuses to create payments otherwise)
+		// that no real channel order can come of this request.
+		ctx.Response.Header.Set("X-Paygate-Sandbox", "true")
+	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
 	rl := reqLog{ctx: rctx}
+	if id, ok := traceID(ctx.Request.Header.Peek("traceparent")); ok {
+		rl.traceID = id
+	}
+	rl.client = s.clientAddr(ctx, s.snap.Load())
 	defer func() {
 		if p := recover(); p != nil {
 			s.logger.Error("panic in request", zap.Any("panic", p), zap.Stack("stack"), zap.String("request_id", reqID))
 			writeErrorBody(ctx, http.StatusInternalServerError, codeInternal, "internal error", reqID)
 		}
 		s.logRequest(ctx, reqID, start, &rl)
+		if s.metrics != nil {
+			s.metrics.ObserveRequest(rl.route, ctx.Method(), ctx.Response.StatusCode(), rl.err, s.now().Sub(start))
+		}
 	}()
 	if err := s.route(ctx, reqID, &rl); err != nil {
 		rl.err = err
@@ -336,6 +428,12 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, reqID string, start time.T
 		zap.String("route", rl.route),
 		zap.Int("status", status),
 		zap.Duration("latency", s.now().Sub(start)),
+	}
+	if rl.client.IsValid() {
+		fields = append(fields, zap.String("client", rl.client.String()))
+	}
+	if rl.traceID != "" {
+		fields = append(fields, zap.String("trace_id", rl.traceID))
 	}
 	if rl.merchant != "" {
 		fields = append(fields, zap.String("merchant", rl.merchant))
@@ -431,11 +529,6 @@ func splitPath(p string) ([]string, bool) {
 	return seg, len(seg) <= 4
 }
 
-// fasthttpLogger routes fasthttp's own messages into zap.
-type fasthttpLogger struct{ l *zap.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) { f.l.Warn(fmt.Sprintf(format, args...)) }
-
 // requestTimeout bounds one request's own work (store calls, channel calls
 // have their own per-attempt timeouts inside it).
 func (s *Server) requestTimeout() time.Duration {
@@ -444,6 +537,3 @@ func (s *Server) requestTimeout() time.Duration {
 	}
 	return 30 * time.Second
 }
-
-// stamp is the current time as stored and shown: UTC, whole seconds.
-func (s *Server) stamp() time.Time { return s.now().UTC().Truncate(time.Second) }

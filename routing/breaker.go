@@ -3,17 +3,17 @@ package routing
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
+	"time"
 
-	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
 
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/config"
 )
 
-// Breaker states as Candidate.Breaker and ChannelStatus.Breaker show them
-// (gobreaker's own names).
+// Breaker states as Candidate.Breaker and ChannelStatus.Breaker show them.
 const (
 	BreakerClosed   = "closed"
 	BreakerHalfOpen = "half-open"
@@ -51,85 +51,216 @@ func classify(ctx context.Context, err error) outcome {
 	return outcomeTechnical
 }
 
-// Sentinels fed to gobreaker's done callback: the classification is ours,
-// gobreaker only counts.
-var (
-	errBreakerFailure  = errors.New("technical failure")
-	errBreakerExcluded = errors.New("excluded")
+// breakerState is the state machine's state.
+type breakerState int
+
+const (
+	stateClosed breakerState = iota
+	stateHalfOpen
+	stateOpen
 )
 
-func (o outcome) breakerErr() error {
-	switch o {
-	case outcomeTechnical:
-		return errBreakerFailure
-	case outcomeExcluded:
-		return errBreakerExcluded
-	default:
-		return nil
-	}
-}
-
-// breaker is one channel instance's circuit breaker. It survives reloads
-// while the channel's effective breaker settings stay the same.
-//
-// gobreaker reads time.Now itself (Settings has no clock), so open_for and
-// interval run on the wall clock, not on the router's injected clock.
-type breaker struct {
-	settings config.Breaker // effective, defaults applied; compared on reload
-	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
-	trips    atomic.Int64 // transitions to open, for tests and ops
-}
-
-func newBreaker(id string, s config.Breaker, logger *zap.Logger) *breaker {
-	b := &breaker{settings: s}
-	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        id,
-		MaxRequests: s.HalfOpenRequests,
-		Interval:    s.Interval.D(),
-		Timeout:     s.OpenFor.D(),
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			// Completed, non-excluded calls only: Requests also counts calls
-			// in flight and excluded ones.
-			done := c.TotalSuccesses + c.TotalFailures
-			return done >= s.MinRequests && float64(c.TotalFailures) >= s.FailureRatio*float64(done)
-		},
-		IsExcluded: func(err error) bool { return err == errBreakerExcluded },
-		// Called under gobreaker's lock: log and count only, never call back.
-		OnStateChange: func(name string, from, to gobreaker.State) {
-			if to == gobreaker.StateOpen {
-				b.trips.Add(1)
-			}
-			lvl := zap.InfoLevel
-			if to == gobreaker.StateOpen {
-				lvl = zap.WarnLevel
-			}
-			logger.Log(lvl, "breaker state change", zap.String("channel", name),
-				zap.String("from", from.String()), zap.String("to", to.String()))
-		},
-	})
-	return b
-}
-
-// state is the breaker's state now, and for half-open whether a probe slot
-// is free. Two locks on gobreaker's mutex; cheap, but not atomic together,
-// so "full" is advisory: Call has the final word.
-func (b *breaker) state() (st gobreaker.State, full bool) {
-	st = b.cb.State()
-	if st == gobreaker.StateHalfOpen {
-		c := b.cb.Counts()
-		valid := c.Requests - min(c.Requests, c.TotalExclusions)
-		full = valid >= max(b.settings.HalfOpenRequests, 1)
-	}
-	return st, full
-}
-
-func stateName(s gobreaker.State) string {
+func stateName(s breakerState) string {
 	switch s {
-	case gobreaker.StateClosed:
+	case stateClosed:
 		return BreakerClosed
-	case gobreaker.StateHalfOpen:
+	case stateHalfOpen:
 		return BreakerHalfOpen
 	default:
 		return BreakerOpen
 	}
+}
+
+// breakerBuckets is how many buckets the closed-state window has: the
+// oldest tenth of breaker.interval leaves the window at a time.
+const breakerBuckets = 10
+
+// errBreakerRefused is the cause of a breaker_open error.
+var errBreakerRefused = errors.New("circuit breaker open")
+
+// breaker is one channel instance's circuit breaker for creates. It
+// survives reloads while the channel's effective breaker settings stay the
+// same.
+//
+// Closed, it counts technical successes and failures over a rolling window
+// of breaker.interval (in breakerBuckets time buckets) and opens when at
+// least min_requests calls completed in that window and the failure share
+// reached failure_ratio — whatever came before the window — or when the
+// last consecutive_failures calls all failed (an eliminated channel sees
+// too few calls to reach min_requests). Open, it refuses
+// for open_for; then half-open, it lets half_open_requests probes through:
+// that many successes close it (with an empty window), one failure reopens
+// it.
+//
+// It runs on the router's clock, so the simulation drives it the way it
+// drives the health windows. (gobreaker, which paygate used before, reads
+// time.Now itself.)
+type breaker struct {
+	id       string
+	settings config.Breaker // effective, defaults applied; compared on reload
+	now      func() time.Time
+	logger   *zap.Logger
+	width    time.Duration // bucket width = interval / breakerBuckets
+	trips    atomic.Int64  // transitions to open, for tests and ops
+
+	mu       sync.Mutex
+	state    breakerState
+	gen      uint64    // changes with every state change; stale results are dropped
+	until    time.Time // open: when it turns half-open
+	ring     [breakerBuckets]bbucket
+	inflight uint32 // half-open: probes in flight
+	probesOK uint32 // half-open: successful probes
+	streak   uint32 // closed: technical failures in a row
+	// recovered is when the probes last closed the breaker: the success
+	// estimate forgets what came before (see health.window).
+	recovered time.Time
+}
+
+// bbucket is one time bucket of the closed-state window.
+type bbucket struct {
+	idx      int64
+	ok, fail uint32
+}
+
+func newBreaker(id string, s config.Breaker, now func() time.Time, logger *zap.Logger) *breaker {
+	return &breaker{id: id, settings: s, now: now, logger: logger, width: max(s.Interval.D()/breakerBuckets, time.Millisecond)}
+}
+
+// ticket is one admitted call; done reports its outcome.
+type ticket struct {
+	gen   uint64
+	probe bool
+	count bool // create: the outcome counts
+}
+
+// allow admits a call or refuses it (open, or half-open with every probe
+// slot taken). Only counted calls (creates) take probe slots; the others
+// pass a closed or half-open breaker without being counted.
+func (b *breaker) allow(count bool) (ticket, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	b.advance(now)
+	switch b.state {
+	case stateOpen:
+		return ticket{}, false
+	case stateHalfOpen:
+		if !count {
+			return ticket{gen: b.gen}, true
+		}
+		if b.inflight+b.probesOK >= max(b.settings.HalfOpenRequests, 1) {
+			return ticket{}, false
+		}
+		b.inflight++
+		return ticket{gen: b.gen, probe: true, count: true}, true
+	}
+	return ticket{gen: b.gen, count: count}, true
+}
+
+// done records a call's outcome.
+func (b *breaker) done(t ticket, o outcome) {
+	if !t.count {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	b.advance(now)
+	if t.gen != b.gen {
+		return // the state changed meanwhile: this call belongs to another era
+	}
+	if t.probe {
+		b.inflight--
+		switch o {
+		case outcomeTechnical:
+			b.open(now)
+		case outcomeSuccess, outcomeBusiness:
+			b.probesOK++
+			if b.probesOK >= max(b.settings.HalfOpenRequests, 1) {
+				b.set(stateClosed, now)
+				b.recovered = now
+			}
+		}
+		return
+	}
+	if o == outcomeExcluded {
+		return
+	}
+	bk := b.bucket(now)
+	if o != outcomeTechnical {
+		bk.ok++
+		b.streak = 0
+		return
+	}
+	bk.fail++
+	b.streak++
+	okN, failN := b.counts(now)
+	done := okN + failN
+	if done >= b.settings.MinRequests && float64(failN) >= b.settings.FailureRatio*float64(done) ||
+		b.settings.ConsecutiveFailures > 0 && b.streak >= b.settings.ConsecutiveFailures {
+		b.open(now)
+	}
+}
+
+// advance turns an open breaker half-open once open_for has passed.
+func (b *breaker) advance(now time.Time) {
+	if b.state == stateOpen && !now.Before(b.until) {
+		b.set(stateHalfOpen, now)
+	}
+}
+
+func (b *breaker) open(now time.Time) {
+	b.until = now.Add(b.settings.OpenFor.D())
+	b.set(stateOpen, now)
+}
+
+// set changes the state, starting a new generation with empty counts.
+// Called under b.mu: it logs and counts only.
+func (b *breaker) set(to breakerState, now time.Time) {
+	from := b.state
+	b.state = to
+	b.gen++
+	b.ring = [breakerBuckets]bbucket{}
+	b.inflight, b.probesOK, b.streak = 0, 0, 0
+	lvl := zap.InfoLevel
+	if to == stateOpen {
+		b.trips.Add(1)
+		lvl = zap.WarnLevel
+	}
+	b.logger.Log(lvl, "breaker state change", zap.String("channel", b.id),
+		zap.String("from", stateName(from)), zap.String("to", stateName(to)))
+}
+
+func (b *breaker) index(now time.Time) int64 { return floorDiv(now.UnixNano(), int64(b.width)) }
+
+// bucket is the current bucket, recycled if its slot held an older one.
+func (b *breaker) bucket(now time.Time) *bbucket {
+	idx := b.index(now)
+	s := &b.ring[(idx%breakerBuckets+breakerBuckets)%breakerBuckets]
+	if s.idx != idx {
+		*s = bbucket{idx: idx}
+	}
+	return s
+}
+
+// counts sums the window ending at now.
+func (b *breaker) counts(now time.Time) (ok, fail uint32) {
+	cur := b.index(now)
+	for i := range b.ring {
+		if bk := &b.ring[i]; bk.idx > cur-breakerBuckets && bk.idx <= cur {
+			ok += bk.ok
+			fail += bk.fail
+		}
+	}
+	return ok, fail
+}
+
+// status is the state now, for half-open whether every probe slot is taken
+// (then Decide excludes the channel), and when probes last closed it.
+func (b *breaker) status() (st breakerState, full bool, recovered time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.advance(b.now())
+	full = b.state == stateHalfOpen && b.inflight+b.probesOK >= max(b.settings.HalfOpenRequests, 1)
+	return b.state, full, b.recovered
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -110,19 +109,13 @@ func TestOpenBreakerRefusesAndExcludes(t *testing.T) {
 	}
 }
 
-// waitState polls the breaker of channel id until it shows want. gobreaker
-// reads time.Now itself and its Settings have no clock, so the open → half-
-// open transition can only be reached by letting open_for pass on the wall
-// clock; these tests set open_for to 1ms and poll (no fixed sleep), failing
-// after a generous deadline.
-func waitState(t *testing.T, r *Router, id, want string) {
+// waitState lets open_for (1ms in fastBreaker) pass on the router's clock
+// and checks that the breaker of channel id shows want.
+func waitState(t *testing.T, r *Router, clk *clock, id, want string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for status(t, r, id).Breaker != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("breaker of %s never became %s", id, want)
-		}
-		runtime.Gosched()
+	clk.Advance(time.Millisecond)
+	if s := status(t, r, id).Breaker; s != want {
+		t.Fatalf("breaker of %s is %s, want %s", id, s, want)
 	}
 }
 
@@ -135,12 +128,12 @@ func fastBreaker(halfOpen uint32) *config.Config {
 
 func TestBreakerHalfOpenProbesThenCloses(t *testing.T) {
 	t.Parallel()
-	r, _ := newRouter(t, fastBreaker(2), nil)
+	r, clk := newRouter(t, fastBreaker(2), nil)
 	callN(t, r, "wx", 4, errTech)
 	if trips := r.Table().byID["wx"].br.trips.Load(); trips != 1 {
 		t.Fatalf("trips = %d, want 1", trips)
 	}
-	waitState(t, r, "wx", BreakerHalfOpen)
+	waitState(t, r, clk, "wx", BreakerHalfOpen)
 
 	c := candidate(t, r.Table().Decide(qr100), "wx")
 	if !c.Eligible || !strings.HasPrefix(c.Reason, "probing") || c.Breaker != BreakerHalfOpen {
@@ -159,12 +152,13 @@ func TestBreakerHalfOpenProbesThenCloses(t *testing.T) {
 
 func TestBreakerHalfOpenProbeFailureReopens(t *testing.T) {
 	t.Parallel()
-	r, _ := newRouter(t, fastBreaker(2), nil)
+	r, clk := newRouter(t, fastBreaker(2), nil)
 	callN(t, r, "wx", 4, errTech)
-	waitState(t, r, "wx", BreakerHalfOpen)
+	waitState(t, r, clk, "wx", BreakerHalfOpen)
 	callN(t, r, "wx", 1, errTech)
-	// open_for is 1ms, so the state may already be half-open again: count
-	// the transitions to open instead.
+	if s := status(t, r, "wx").Breaker; s != BreakerOpen {
+		t.Fatalf("after a failed probe: %s, want open", s)
+	}
 	if trips := r.Table().byID["wx"].br.trips.Load(); trips != 2 {
 		t.Fatalf("trips = %d, want 2 (a failed probe reopens)", trips)
 	}
@@ -172,9 +166,9 @@ func TestBreakerHalfOpenProbeFailureReopens(t *testing.T) {
 
 func TestBreakerHalfOpenLimitsProbes(t *testing.T) {
 	t.Parallel()
-	r, _ := newRouter(t, fastBreaker(1), nil)
+	r, clk := newRouter(t, fastBreaker(1), nil)
 	callN(t, r, "wx", 4, errTech)
-	waitState(t, r, "wx", BreakerHalfOpen)
+	waitState(t, r, clk, "wx", BreakerHalfOpen)
 
 	var inner error
 	var during Candidate
@@ -183,7 +177,7 @@ func TestBreakerHalfOpenLimitsProbes(t *testing.T) {
 		// While the only probe is in flight, a second call is refused and
 		// Decide excludes the channel.
 		during = candidate(t, r.Table().Decide(qr100), "wx")
-		inner = r.Call(context.Background(), "wx", "query", func(context.Context) error { innerCalled = true; return nil })
+		inner = r.Call(context.Background(), "wx", "create", func(context.Context) error { innerCalled = true; return nil })
 		return nil
 	})
 	if err != nil {
@@ -192,7 +186,7 @@ func TestBreakerHalfOpenLimitsProbes(t *testing.T) {
 	if innerCalled {
 		t.Fatal("second call went through a full half-open breaker")
 	}
-	if ae, ok := adapters.AsError(inner); !ok || ae.Code != "breaker_open" || ae.Op != "query" {
+	if ae, ok := adapters.AsError(inner); !ok || ae.Code != "breaker_open" || ae.Op != "create" {
 		t.Fatalf("second call err = %v, want breaker_open", inner)
 	}
 	if during.Eligible || during.Reason != ReasonBreakerProbes {

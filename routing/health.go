@@ -9,16 +9,11 @@ import (
 	"github.com/paygate/paygate/store"
 )
 
-// Score parameters (docs/routing.md, "Health score").
-const (
-	// priorSuccess is the success rate the optimistic prior assumes: a
-	// channel with no samples scores priorSuccess, and min_samples real
-	// outcomes weigh as much as the prior.
-	priorSuccess = 0.98
-	// latencyFloor bounds the latency factor from below, so a slow but
-	// working channel keeps a fifth of its share instead of vanishing.
-	latencyFloor = 0.2
-)
+// priorSuccess is the success rate the optimistic prior assumes
+// (docs/routing.md, "Success estimate"): a channel with no samples is
+// estimated at priorSuccess, and min_samples recent outcomes weigh as much
+// as the prior.
+const priorSuccess = 0.98
 
 // Latency histogram: log-linear, histSub bins per power of two of the
 // latency in microseconds (bin width ≤ 1/8 of its lower bound, so a
@@ -62,11 +57,13 @@ func histBounds(b int) (lo, hi int64) {
 type hbucket struct {
 	idx       int64 // bucket index (unix nanoseconds / width); identifies the slot's current occupant
 	ok, fail  int64
-	latUS     int64 // latency sum over ok+fail, microseconds
-	failovers int64 // failovers away from this channel
+	latUS     int64          // latency sum over ok+fail, microseconds
+	failovers int64          // failovers away from this channel
+	lat       [latBins]int64 // calls per latency bin (latBounds), shared
 	// What of ok/fail/latency has already been added to the shared store;
 	// the rest is this instance's unsynced delta.
 	pushedOK, pushedFail, pushedLatMS int64
+	pushedLat                         [latBins]int64
 	hist                              [histBins]uint32
 }
 
@@ -152,6 +149,7 @@ func (h *health) observe(now time.Time, ok bool, lat time.Duration) {
 		}
 		b.latUS += us
 		b.hist[histBin(us)]++
+		b.lat[latBin(lat)]++
 	}
 	h.mu.Unlock()
 }
@@ -171,6 +169,10 @@ type counts struct {
 	ok, fail int64
 	latMS    float64 // latency sum, milliseconds
 	shared   bool    // aggregated over all instances (else this instance only)
+	// wok and wfail are ok and fail with every bucket weighted by
+	// 2^(-age/half_life): what the success estimate is made of.
+	wok, wfail float64
+	lat        [latBins]int64 // calls per latency bin over the whole window
 }
 
 func (c counts) samples() int64 { return c.ok + c.fail }
@@ -183,35 +185,130 @@ func (c counts) successRate() float64 {
 	return float64(c.ok) / float64(c.samples())
 }
 
-// score is the health score in (0, 1]:
+// estimate is a channel's estimated chance that a create succeeds now, in
+// (0, 1], with its parts (docs/routing.md, "Success estimate"):
 //
-//	success = (ok + 0.98·min_samples) / (ok + fail + min_samples)
-//	latency = 1 if mean ≤ target, else max(0.2, target/mean)
-//	score   = success × latency
-func (c counts) score(minSamples int, target time.Duration) float64 {
-	n0 := float64(minSamples)
-	den := float64(c.samples()) + n0
-	success := 1.0
-	if den > 0 {
-		success = (float64(c.ok) + priorSuccess*n0) / den
+//	success = (wok + 0.98·min_samples) / (wok + wfail + min_samples)
+//	latency = 1 if the percentile pq ≤ target, else target / pq
+//	value   = success × latency
+//
+// The latency percentile is read over the window's calls plus min_samples
+// fast ones, so that one slow call of an idle channel does not condemn it.
+type estimate struct {
+	value, success, latency float64
+	pqMS                    float64 // the latency percentile, ms; 0 with no samples
+}
+
+type scoring struct {
+	minSamples int
+	pct        float64 // latency percentile, e.g. 0.9
+}
+
+func (c *counts) estimate(sc scoring, target time.Duration) estimate {
+	n0 := float64(sc.minSamples)
+	e := estimate{success: 1, latency: 1}
+	if den := c.wok + c.wfail + n0; den > 0 {
+		e.success = (c.wok + priorSuccess*n0) / den
 	}
-	lf := 1.0
-	if c.samples() > 0 && target > 0 {
-		mean := c.latMS / float64(c.samples())
-		tms := float64(target) / float64(time.Millisecond)
-		if mean > tms {
-			lf = math.Max(latencyFloor, tms/mean)
+	if c.samples() > 0 {
+		e.pqMS = latPercentile(&c.lat, int64(sc.minSamples), sc.pct)
+		if tms := float64(target) / float64(time.Millisecond); target > 0 && e.pqMS > tms {
+			e.latency = tms / e.pqMS
 		}
 	}
-	return success * lf
+	e.value = e.success * e.latency
+	return e
+}
+
+// Latency bins of the shared histogram: upper bounds in milliseconds, the
+// last bin open-ended. Coarse on purpose (a dozen counters per bucket in the
+// store); a percentile is interpolated linearly within its bin.
+var latBounds = [latBins - 1]float64{50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000}
+
+const latBins = store.HealthLatencyBins
+
+func latBin(d time.Duration) int {
+	ms := float64(d) / float64(time.Millisecond)
+	for i, b := range latBounds {
+		if ms < b {
+			return i
+		}
+	}
+	return latBins - 1
+}
+
+// latPercentile reads quantile q of the histogram h plus prior calls in
+// the first bin, in milliseconds, interpolating within the bin; the open
+// last bin counts as [5s, 10s).
+func latPercentile(h *[latBins]int64, prior int64, q float64) float64 {
+	total := prior
+	for _, v := range h {
+		total += v
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := q * float64(total)
+	seen := 0.0
+	for i := range h {
+		v := float64(h[i])
+		if i == 0 {
+			v += float64(prior)
+		}
+		if v > 0 && seen+v >= rank {
+			lo, hi := 0.0, 2*latBounds[len(latBounds)-1]
+			if i > 0 {
+				lo = latBounds[i-1]
+			}
+			if i < len(latBounds) {
+				hi = latBounds[i]
+			}
+			return lo + (hi-lo)*(rank-seen)/v
+		}
+		seen += v
+	}
+	return 2 * latBounds[len(latBounds)-1]
+}
+
+// decay is the weight of bucket idx at now: 2^(-age/halfLife), the age
+// taken from the bucket's middle (0 for the bucket now fills).
+func (h *health) decay(idx int64, now time.Time, halfLife time.Duration) float64 {
+	if halfLife <= 0 {
+		return 1
+	}
+	mid := time.Unix(0, idx*int64(h.width)+int64(h.width)/2)
+	age := now.Sub(mid)
+	if age <= 0 {
+		return 1
+	}
+	return math.Exp2(-float64(age) / float64(halfLife))
+}
+
+// add adds one bucket's counts with decay weight w.
+func (c *counts) add(ok, fail int64, lat *[latBins]int64, w float64) {
+	c.ok += ok
+	c.fail += fail
+	c.wok += w * float64(ok)
+	c.wfail += w * float64(fail)
+	for i := range lat {
+		c.lat[i] += lat[i]
+	}
 }
 
 // window sums the buckets of the window ending at now. With useShared and
 // a shared snapshot read within fresh of now, it is the shared counts plus
-// this instance's unsynced deltas; otherwise the local window.
-func (h *health) window(now time.Time, useShared bool, fresh time.Duration) counts {
+// this instance's unsynced deltas; otherwise the local window. Buckets
+// before the one holding since are left out: since is when the channel's
+// breaker last closed after its probes succeeded, and what came before
+// that recovery no longer describes the channel. (The bucket holding it
+// stays, so that what follows the recovery counts at once; while the
+// breaker was open it saw little besides the probes.)
+func (h *health) window(now time.Time, useShared bool, fresh, halfLife time.Duration, since time.Time) counts {
 	cur := h.index(now)
 	lo := cur - h.n + 1
+	if !since.IsZero() {
+		lo = max(lo, h.index(since))
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var c counts
@@ -221,16 +318,18 @@ func (h *health) window(now time.Time, useShared bool, fresh time.Duration) coun
 		for i := range h.shared {
 			s := &h.shared[i]
 			if s.Bucket >= lo && s.Bucket <= cur {
-				c.ok += s.OK
-				c.fail += s.Fail
+				c.add(s.OK, s.Fail, &s.Lat, h.decay(s.Bucket, now, halfLife))
 				latMS += s.LatencyMS
 			}
 		}
 		for i := range h.ring {
 			b := &h.ring[i]
 			if b.idx >= lo && b.idx <= cur {
-				c.ok += b.ok - b.pushedOK
-				c.fail += b.fail - b.pushedFail
+				var dl [latBins]int64
+				for j := range dl {
+					dl[j] = b.lat[j] - b.pushedLat[j]
+				}
+				c.add(b.ok-b.pushedOK, b.fail-b.pushedFail, &dl, h.decay(b.idx, now, halfLife))
 				latMS += b.latUS/1000 - b.pushedLatMS
 			}
 		}
@@ -241,8 +340,7 @@ func (h *health) window(now time.Time, useShared bool, fresh time.Duration) coun
 	for i := range h.ring {
 		b := &h.ring[i]
 		if b.idx >= lo && b.idx <= cur {
-			c.ok += b.ok
-			c.fail += b.fail
+			c.add(b.ok, b.fail, &b.lat, h.decay(b.idx, now, halfLife))
 			latUS += b.latUS
 		}
 	}
@@ -306,6 +404,7 @@ func percentile(hist *[histBins]uint64, total uint64, q float64) float64 {
 type delta struct {
 	idx             int64
 	ok, fail, latMS int64
+	lat             [latBins]int64
 }
 
 // unsynced appends the window's unpushed counts to out, as store buckets of
@@ -321,10 +420,13 @@ func (h *health) unsynced(now time.Time, id string, out []store.HealthBucket, ma
 			continue
 		}
 		d := delta{idx: b.idx, ok: b.ok - b.pushedOK, fail: b.fail - b.pushedFail, latMS: b.latUS/1000 - b.pushedLatMS}
+		for j := range d.lat {
+			d.lat[j] = b.lat[j] - b.pushedLat[j]
+		}
 		if d.ok == 0 && d.fail == 0 && d.latMS == 0 {
 			continue
 		}
-		out = append(out, store.HealthBucket{Channel: id, Bucket: d.idx, OK: d.ok, Fail: d.fail, LatencyMS: d.latMS})
+		out = append(out, store.HealthBucket{Channel: id, Bucket: d.idx, OK: d.ok, Fail: d.fail, LatencyMS: d.latMS, Lat: d.lat})
 		marks = append(marks, d)
 	}
 	return out, marks
@@ -345,6 +447,9 @@ func (h *health) commit(pushed []delta, pulled bool, shared []store.HealthBucket
 		b.pushedOK += d.ok
 		b.pushedFail += d.fail
 		b.pushedLatMS += d.latMS
+		for j := range d.lat {
+			b.pushedLat[j] += d.lat[j]
+		}
 	}
 	if !pulled {
 		// A snapshot older than the marks just moved would miss these
@@ -362,6 +467,9 @@ func (h *health) commit(pushed []delta, pulled bool, shared []store.HealthBucket
 				slot.OK += s.OK
 				slot.Fail += s.Fail
 				slot.LatencyMS += s.LatencyMS
+				for j := range s.Lat {
+					slot.Lat[j] += s.Lat[j]
+				}
 				continue
 			}
 			*slot = s

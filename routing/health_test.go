@@ -47,77 +47,98 @@ func TestHistBins(t *testing.T) {
 	}
 }
 
-func TestScoreFormula(t *testing.T) {
+func TestEstimateFormula(t *testing.T) {
 	t.Parallel()
 	sec := time.Second
+	sc := scoring{minSamples: 20, pct: 0.9}
+	fast := func(n int64) [latBins]int64 { var h [latBins]int64; h[0] = n; return h } // < 50ms
+	slow := func(n int64) [latBins]int64 { var h [latBins]int64; h[8] = n; return h } // 1.5s..2s
 	tests := []struct {
-		name       string
-		c          counts
-		minSamples int
-		target     time.Duration
-		want       float64
+		name   string
+		c      counts
+		sc     scoring
+		target time.Duration
+		want   float64
 	}{
-		{"no samples: the prior", counts{}, 20, sec, 0.98},
-		{"no samples, no prior", counts{}, 0, sec, 1},
-		{"all ok", counts{ok: 1000, latMS: 1000 * 100}, 20, sec, (1000 + 19.6) / 1020},
-		{"20 failures against a 20-sample prior", counts{fail: 20, latMS: 20 * 100}, 20, sec, 19.6 / 40},
-		{"half failing, many samples", counts{ok: 500, fail: 500, latMS: 1000 * 100}, 20, sec, (500 + 19.6) / 1020},
-		{"mean latency at the target", counts{ok: 100, latMS: 100 * 1000}, 20, sec, (100 + 19.6) / 120},
-		{"mean latency twice the target", counts{ok: 100, latMS: 100 * 2000}, 20, sec, (100 + 19.6) / 120 * 0.5},
-		{"latency factor floor", counts{ok: 100, latMS: 100 * 60000}, 20, sec, (100 + 19.6) / 120 * 0.2},
+		{"no samples: the prior", counts{}, sc, sec, 0.98},
+		{"no samples, no prior", counts{}, scoring{pct: 0.9}, sec, 1},
+		{"all ok", counts{ok: 1000, wok: 1000, lat: fast(1000)}, sc, sec, (1000 + 19.6) / 1020},
+		{"decayed counts weigh less", counts{ok: 100, fail: 100, wok: 50, wfail: 25, lat: fast(200)}, sc, sec, (50 + 19.6) / 95},
+		{"20 failures against a 20-sample prior", counts{fail: 20, wfail: 20, lat: fast(20)}, sc, sec, 19.6 / 40},
+		// 100 calls in 1.5..2s and 20 prior ones under 50ms: the 90th
+		// percentile (rank 108 of 120) is 88/100 into the slow bin: 1940ms.
+		{"p90 over the target", counts{ok: 100, wok: 100, lat: slow(100)}, sc, sec, (100 + 19.6) / 120 * (1000 / 1940.0)},
+		{"p90 under a 2s target", counts{ok: 100, wok: 100, lat: slow(100)}, sc, 2 * sec, (100 + 19.6) / 120},
+		// 10 slow of 1000: the 90th percentile is a fast call.
+		{"a few slow calls do not count", counts{ok: 1000, wok: 1000, lat: func() [latBins]int64 { h := fast(990); h[8] = 10; return h }()}, sc, sec, (1000 + 19.6) / 1020},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := tt.c.score(tt.minSamples, tt.target); math.Abs(got-tt.want) > 1e-12 {
-				t.Fatalf("score = %v, want %v", got, tt.want)
+			if got := tt.c.estimate(tt.sc, tt.target).value; math.Abs(got-tt.want) > 1e-9 {
+				t.Fatalf("estimate = %v, want %v", got, tt.want)
 			}
 		})
 	}
 }
 
-func TestScoreFallsAndRecovers(t *testing.T) {
+func TestLatPercentile(t *testing.T) {
 	t.Parallel()
-	r, clk := newRouter(t, baseConfig(), nil) // window 60s in 12 buckets of 5s
+	var h [latBins]int64
+	if p := latPercentile(&h, 0, 0.9); p != 0 {
+		t.Fatalf("empty = %v", p)
+	}
+	h[latBin(2500*time.Millisecond)] = 10 // 2s..3s
+	if p := latPercentile(&h, 0, 0.5); p != 2500 {
+		t.Fatalf("p50 of 10 calls in 2s..3s = %v, want 2500 (interpolated)", p)
+	}
+	if b := latBin(time.Hour); b != latBins-1 {
+		t.Fatalf("an hour lands in bin %d", b)
+	}
+	if b := latBin(0); b != 0 {
+		t.Fatalf("0 lands in bin %d", b)
+	}
+}
+
+func TestEstimateFallsAndRecovers(t *testing.T) {
+	t.Parallel()
+	r, clk := newRouter(t, baseConfig(), nil) // window 60s in 12 buckets of 5s, half-life 10s
+	clk.Advance(2500 * time.Millisecond)      // the middle of a bucket
 	score := func() float64 { return status(t, r, "wx").Score }
 	fresh := score()
 	if math.Abs(fresh-0.98) > 1e-12 {
-		t.Fatalf("new channel score = %v, want the prior 0.98", fresh)
+		t.Fatalf("new channel estimate = %v, want the prior 0.98", fresh)
 	}
 	callN(t, r, "wx", 5, errTech)
 	s1 := score()
 	callN(t, r, "wx", 4, errTech)
 	s2 := score()
 	if !(s2 < s1 && s1 < fresh) {
-		t.Fatalf("scores %v, %v, %v should fall with each failure", fresh, s1, s2)
+		t.Fatalf("estimates %v, %v, %v should fall with each failure", fresh, s1, s2)
+	}
+	if want := 19.6 / 29; math.Abs(s2-want) > 1e-12 {
+		t.Fatalf("estimate = %v, want %v", s2, want)
 	}
 	if s := status(t, r, "ali").Score; s != fresh {
-		t.Fatalf("ali's score moved to %v: health is per channel", s)
+		t.Fatalf("ali's estimate moved to %v: health is per channel", s)
 	}
-
-	// Half a window later the failures still count; successes raise it.
-	clk.Advance(30 * time.Second)
-	if s := score(); s != s2 {
-		t.Fatalf("score after 30s = %v, want %v (failures still in the window)", s, s2)
+	// One half-life later the failures weigh half.
+	clk.Advance(10 * time.Second)
+	if s, want := score(), 19.6/(4.5+20); math.Abs(s-want) > 1e-12 {
+		t.Fatalf("estimate after a half-life = %v, want %v", s, want)
 	}
 	callN(t, r, "wx", 9, nil)
-	s3 := score()
-	if s3 <= s2 {
-		t.Fatalf("successes should raise the score: %v -> %v", s2, s3)
+	if s, want := score(), (9+19.6)/(9+4.5+20); math.Abs(s-want) > 1e-12 {
+		t.Fatalf("estimate with fresh successes = %v, want %v", s, want)
 	}
-	// Once the failures' bucket leaves the window only the successes remain.
-	clk.Advance(30 * time.Second)
-	s4 := score()
-	if want := (9 + 19.6) / 29; math.Abs(s4-want) > 1e-12 {
-		t.Fatalf("score after the failures aged out = %v, want %v", s4, want)
-	}
-	clk.Advance(30 * time.Second)
+	// Once everything left the window: the prior again.
+	clk.Advance(60 * time.Second)
 	if s := score(); s != fresh {
-		t.Fatalf("score after everything aged out = %v, want the prior %v", s, fresh)
+		t.Fatalf("estimate after everything aged out = %v, want the prior %v", s, fresh)
 	}
 }
 
-func TestLatencyOverTargetLowersScore(t *testing.T) {
+func TestLatencyOverTargetLowersEstimate(t *testing.T) {
 	t.Parallel()
 	cfg := baseConfig()
 	cfg.Channels[0].LatencyTarget = config.Duration(200 * time.Millisecond)
@@ -129,22 +150,29 @@ func TestLatencyOverTargetLowersScore(t *testing.T) {
 		_ = r.Call(context.Background(), "wx", "create", slow(100*time.Millisecond))
 	}
 	atTarget := status(t, r, "wx")
-	if want := (10 + 19.6) / 30; math.Abs(atTarget.Score-want) > 1e-9 {
-		t.Fatalf("score under the target = %v, want %v (no latency penalty)", atTarget.Score, want)
+	if want := (10 + 19.6) / 30; math.Abs(atTarget.Score-want) > 1e-9 || atTarget.Eliminated {
+		t.Fatalf("estimate under the target = %+v, want %v (no latency penalty)", atTarget, want)
 	}
-	for range 10 {
+	for range 40 {
 		_ = r.Call(context.Background(), "wx", "create", slow(700*time.Millisecond))
 	}
-	// mean = (10×100 + 10×700)/20 = 400ms = 2 × target → factor 0.5.
+	// 10 + 20 prior calls under 200ms, 40 in 500..750ms: p90 (rank 63 of 70)
+	// is 33/40 into that bin: 706.25ms.
 	s := status(t, r, "wx")
-	if want := (20 + 19.6) / 40 * 0.5; math.Abs(s.Score-want) > 1e-9 {
-		t.Fatalf("score = %v, want %v", s.Score, want)
+	if math.Abs(s.LatencyPMS-706.25) > 1e-9 {
+		t.Fatalf("p90 = %v, want 706.25", s.LatencyPMS)
+	}
+	if want := s.Success * 200 / 706.25; math.Abs(s.Score-want) > 1e-9 {
+		t.Fatalf("estimate = %v, want %v", s.Score, want)
+	}
+	if !s.Eliminated || s.Why != WhyLatency || s.Best != status(t, r, "ali").Score {
+		t.Fatalf("status = %+v, want eliminated for latency below ali's estimate", s)
 	}
 	if s.LatencyTargetMS != 200 {
 		t.Fatalf("latency_target_ms = %d", s.LatencyTargetMS)
 	}
-	if math.Abs(s.P50MS-100)/100 > 0.07 || math.Abs(s.P99MS-700)/700 > 0.07 {
-		t.Fatalf("p50/p99 = %v/%v, want ≈100/700", s.P50MS, s.P99MS)
+	if math.Abs(s.P50MS-700)/700 > 0.07 || math.Abs(s.P99MS-700)/700 > 0.07 {
+		t.Fatalf("p50/p99 = %v/%v, want ≈700/700", s.P50MS, s.P99MS)
 	}
 }
 
@@ -192,7 +220,7 @@ func TestHealthClockGoingBackwards(t *testing.T) {
 	h.observe(t0, true, time.Millisecond)
 	// More than a window in the past: dropped, and the newer bucket kept.
 	h.observe(t0.Add(-2*time.Minute), false, time.Millisecond)
-	if c := h.window(t0, false, 0); c.ok != 1 || c.fail != 0 {
+	if c := h.window(t0, false, 0, time.Second, time.Time{}); c.ok != 1 || c.fail != 0 {
 		t.Fatalf("window = %+v, want the one success only", c)
 	}
 }

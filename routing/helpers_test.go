@@ -68,7 +68,10 @@ func ref_(id string, w float64) config.ChannelRef { return config.ChannelRef{ID:
 // baseConfig has four channels and a few rules; tests copy and modify it.
 // Exploration is 0 so that orders are only weighted choices.
 func baseConfig() *config.Config {
-	br := config.Breaker{MinRequests: 10, FailureRatio: 0.5, OpenFor: config.Duration(time.Hour), HalfOpenRequests: 2, Interval: config.Duration(time.Hour)}
+	// A failure streak long enough never to decide: these tests are about
+	// the window's ratio (TestBreakerConsecutiveFailures covers streaks).
+	br := config.Breaker{MinRequests: 10, FailureRatio: 0.5, OpenFor: config.Duration(time.Hour), HalfOpenRequests: 2, Interval: config.Duration(time.Hour),
+		ConsecutiveFailures: 1000}
 	return &config.Config{
 		Channels: []config.Channel{
 			{ID: "wx", Type: "wechat", Methods: []string{"qr", "wechat_native", "wechat_jsapi"}, Breaker: br},
@@ -201,6 +204,9 @@ func (m *memStore) AddHealth(_ context.Context, bs []store.HealthBucket, ttl tim
 		cur.OK += b.OK
 		cur.Fail += b.Fail
 		cur.LatencyMS += b.LatencyMS
+		for i := range b.Lat {
+			cur.Lat[i] += b.Lat[i]
+		}
 		ch[b.Bucket] = cur
 	}
 	return nil

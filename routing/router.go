@@ -5,9 +5,10 @@
 // atomically on reload; a request keeps the Table it started with. Each
 // channel instance has a health window (technical successes and failures in
 // time buckets, shared between gateway instances through the store) and a
-// circuit breaker (sony/gobreaker, two-step). Table.Decide matches the first
-// rule, excludes the candidates that cannot serve the request now, and orders
-// the rest by priority tier and weight × health score. Router.Call runs one
+// circuit breaker on a rolling window. Table.Decide matches the first rule,
+// excludes the candidates that cannot serve the request now, estimates each
+// one's success rate, eliminates the ones more than a tolerance below the
+// best and orders the rest by priority tier and weight. Router.Call runs one
 // channel operation through the channel's breaker and records its outcome.
 // See docs/routing.md.
 package routing
@@ -23,6 +24,7 @@ import (
 
 	"github.com/paygate/paygate/adapters"
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/payment"
 	"github.com/paygate/paygate/store"
 )
 
@@ -49,9 +51,8 @@ type options struct {
 	seeded bool
 }
 
-// WithClock sets the clock of the health windows and latency measurements
-// (default time.Now). Breaker timing (open_for, interval) runs on the wall
-// clock: gobreaker has no clock hook.
+// WithClock sets the clock of the health windows, the breakers and the
+// latency measurements (default time.Now).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithSeed makes the weighted and exploration choices deterministic: the
@@ -146,8 +147,14 @@ func (r *Router) Prepare(cfg *config.Config) (commit func(), err error) {
 // Table is the current routing table. Keep it for the whole request.
 func (r *Router) Table() *Table { return r.table.Load() }
 
+// OpCreate is the operation whose outcomes rank the channels: only creates
+// feed the success estimate and the breaker.
+const OpCreate = "create"
+
 // Call runs one channel operation through that channel's breaker and
-// records the outcome in its health window:
+// records the outcome. A create (op OpCreate) counts in the channel's
+// create window — what the success estimate is made of — and for its
+// breaker:
 //
 //   - nil: breaker success, health success;
 //   - a technical *adapters.Error (Technical()) or an untyped error: breaker
@@ -156,49 +163,95 @@ func (r *Router) Table() *Table { return r.table.Load() }
 //     success, health unaffected;
 //   - context.Canceled (the caller gave up): neither.
 //
-// If the breaker is open, or half-open with every probe slot taken, fn is not
-// called and Call returns an *adapters.Error{Kind: KindUnavailable, Code:
-// "breaker_open"}. If ctx has no deadline, Call puts the channel's timeout on
-// it. A panic in fn counts as a technical failure and is re-raised.
+// Every other operation (the reconciler's queries, closes, refunds) counts
+// the same way in a separate query window shown on /admin/channels, never
+// in the estimate nor the breaker; it is refused only while the breaker is
+// open and takes no half-open probe slot.
+//
+// If the breaker refuses, fn is not called and Call returns an
+// *adapters.Error{Kind: KindUnavailable, Code: "breaker_open"}. If ctx has
+// no deadline, Call puts the channel's timeout on it. A panic in fn counts
+// as a technical failure and is re-raised.
 //
 // A channel that is not in the current table (a reload removed it while a
 // request was using the old table) runs fn unguarded and unrecorded.
 func (r *Router) Call(ctx context.Context, channel, op string, fn func(ctx context.Context) error) error {
+	return r.call(ctx, channel, op, -1, fn)
+}
+
+// CallCreate is Call for a create of a payment by method: its outcome also
+// counts in the channel's window of that method, which gives the estimate
+// for that method's payments once it has min_samples creates.
+func (r *Router) CallCreate(ctx context.Context, channel string, method payment.Method, fn func(ctx context.Context) error) error {
+	return r.call(ctx, channel, OpCreate, methodIndex(method), fn)
+}
+
+func (r *Router) call(ctx context.Context, channel, op string, mi int, fn func(ctx context.Context) error) error {
 	ch, ok := r.table.Load().byID[channel]
 	if !ok {
 		return fn(ctx)
 	}
-	done, err := ch.br.cb.Allow()
+	c, err := r.begin(ch, op, mi)
 	if err != nil {
-		return &adapters.Error{Channel: channel, Op: op, Kind: adapters.KindUnavailable, Code: "breaker_open",
-			Message: "circuit breaker open; request not sent", Err: err}
+		return err
 	}
 	if _, has := ctx.Deadline(); !has {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, ch.timeout)
 		defer cancel()
 	}
-	start := r.rt.now()
 	returned := false
 	defer func() {
 		if !returned { // fn panicked; the panic continues after this
-			done(errBreakerFailure)
-			now := r.rt.now()
-			ch.health.observe(now, false, now.Sub(start))
+			c.end(outcomeTechnical)
 		}
 	}()
 	err = fn(ctx)
 	returned = true
-	now := r.rt.now()
-	o := classify(ctx, err)
-	done(o.breakerErr())
-	switch o {
-	case outcomeSuccess:
-		ch.health.observe(now, true, now.Sub(start))
-	case outcomeTechnical:
-		ch.health.observe(now, false, now.Sub(start))
-	}
+	c.end(classify(ctx, err))
 	return err
+}
+
+// inflight is one admitted channel call, from begin to end.
+type inflight struct {
+	r     *Router
+	ch    *channel
+	tk    ticket
+	win   *health
+	mwin  *health // the method's window of a create, or nil
+	start time.Time
+}
+
+// begin admits one call of op (for a create: of method index mi, -1 if
+// unknown) on ch through its breaker; end records it. Call is begin, fn,
+// end; the simulation test runs many calls at once on one clock with them.
+func (r *Router) begin(ch *channel, op string, mi int) (inflight, error) {
+	create := op == OpCreate
+	tk, allowed := ch.br.allow(create)
+	if !allowed {
+		return inflight{}, &adapters.Error{Channel: ch.id, Op: op, Kind: adapters.KindUnavailable, Code: "breaker_open",
+			Message: "circuit breaker open; request not sent", Err: errBreakerRefused}
+	}
+	c := inflight{r: r, ch: ch, tk: tk, win: ch.health, start: r.rt.now()}
+	switch {
+	case !create:
+		c.win = ch.queries
+	case mi >= 0 && mi < len(ch.byMethod):
+		c.mwin = ch.byMethod[mi]
+	}
+	return c, nil
+}
+
+func (c inflight) end(o outcome) {
+	now := c.r.rt.now()
+	c.ch.br.done(c.tk, o)
+	if o != outcomeSuccess && o != outcomeTechnical {
+		return
+	}
+	c.win.observe(now, o == outcomeSuccess, now.Sub(c.start))
+	if c.mwin != nil {
+		c.mwin.observe(now, o == outcomeSuccess, now.Sub(c.start))
+	}
 }
 
 // RecordFailover counts a failover from one channel to another; it shows in
@@ -211,12 +264,24 @@ func (r *Router) RecordFailover(from, to string) {
 }
 
 // ChannelStatus is one channel's figures for GET /admin/channels and the
-// status page.
+// status page. Score, SuccessRate, Samples and the estimate's parts are of
+// creates only.
 type ChannelStatus struct {
-	Channel string  `json:"channel"`
-	Type    string  `json:"type"`
-	Score   float64 `json:"score"`   // health score in (0, 1], what Decide uses
-	Breaker string  `json:"breaker"` // closed | half-open | open
+	Channel string `json:"channel"`
+	Type    string `json:"type"`
+	// Score is the success estimate in (0, 1] that Decide ranks by:
+	// Success × the latency factor of LatencyPMS against the target.
+	Score      float64 `json:"score"`
+	Success    float64 `json:"success"`
+	LatencyPMS float64 `json:"latency_p_ms"`
+	// Best is the best Score among the enabled channels that serve one of
+	// this channel's methods (this one included); Eliminated says this
+	// channel is more than routing.tolerance below it (and not probing),
+	// Why says whether failures or latency put it there.
+	Best       float64 `json:"best"`
+	Eliminated bool    `json:"eliminated"`
+	Why        string  `json:"why,omitempty"`
+	Breaker    string  `json:"breaker"` // closed | half-open | open
 	// SuccessRate is ok / (ok + technical failures) over the window, 1 when
 	// Samples is 0. Business declines are in neither count.
 	SuccessRate float64 `json:"success_rate"`
@@ -229,6 +294,11 @@ type ChannelStatus struct {
 	// channel within the window, on this instance.
 	FailoversRecent int64 `json:"failovers_recent"`
 	LatencyTargetMS int64 `json:"latency_target_ms"`
+	// QuerySuccessRate and QuerySamples are the same for every other
+	// operation (queries, closes, refunds) on this instance: kept apart
+	// from the estimate.
+	QuerySuccessRate float64 `json:"query_success_rate"`
+	QuerySamples     int64   `json:"query_samples"`
 	// Source says where Score, SuccessRate and Samples come from: "shared"
 	// (all gateway instances, through the store) or "local" (this one).
 	Source string `json:"source"`
@@ -240,26 +310,48 @@ func (r *Router) Channels() []ChannelStatus {
 	now := r.rt.now()
 	out := make([]ChannelStatus, 0, len(t.channels))
 	for _, ch := range t.channels {
-		c := ch.health.window(now, r.rt.shared, t.fresh)
+		st, _, recovered := ch.br.status()
+		c := ch.health.window(now, r.rt.shared, t.fresh, t.halfLife, recovered)
+		e := c.estimate(t.scoring, ch.target)
+		q := ch.queries.window(now, false, 0, 0, time.Time{})
 		ls := ch.health.local(now)
-		st, _ := ch.br.state()
 		s := ChannelStatus{
-			Channel:         ch.id,
-			Type:            ch.cfg.Type,
-			Score:           c.score(t.minSamples, ch.target),
-			Breaker:         stateName(st),
-			SuccessRate:     c.successRate(),
-			Samples:         c.samples(),
-			P50MS:           ls.p50MS,
-			P99MS:           ls.p99MS,
-			FailoversRecent: ls.failovers,
-			LatencyTargetMS: ch.target.Milliseconds(),
-			Source:          "local",
+			Channel:          ch.id,
+			Type:             ch.cfg.Type,
+			Score:            e.value,
+			Success:          e.success,
+			LatencyPMS:       e.pqMS,
+			Breaker:          stateName(st),
+			SuccessRate:      c.successRate(),
+			Samples:          c.samples(),
+			P50MS:            ls.p50MS,
+			P99MS:            ls.p99MS,
+			FailoversRecent:  ls.failovers,
+			LatencyTargetMS:  ch.target.Milliseconds(),
+			QuerySuccessRate: q.successRate(),
+			QuerySamples:     q.samples(),
+			Source:           "local",
 		}
 		if c.shared {
 			s.Source = "shared"
 		}
 		out = append(out, s)
+	}
+	// Best among the enabled, not open channels sharing a method.
+	for i, ch := range t.channels {
+		s := &out[i]
+		s.Best = s.Score
+		for j, o := range t.channels {
+			if o.methods&ch.methods != 0 && !o.cfg.Disabled && out[j].Breaker != BreakerOpen {
+				s.Best = max(s.Best, out[j].Score)
+			}
+		}
+		if !ch.cfg.Disabled && s.Breaker == BreakerClosed && s.Score < s.Best-t.tolerance {
+			s.Eliminated, s.Why = true, WhyLatency
+			if s.Success < s.Best-t.tolerance {
+				s.Why = WhyFailures
+			}
+		}
 	}
 	return out
 }

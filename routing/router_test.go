@@ -221,11 +221,13 @@ func TestNewDefaults(t *testing.T) {
 	}
 	tab := r.Table()
 	ch := tab.byID["wx"]
-	wantBr := config.Breaker{MinRequests: 20, FailureRatio: 0.5, OpenFor: config.Duration(10 * time.Second), HalfOpenRequests: 5, Interval: config.Duration(time.Minute)}
+	wantBr := config.Breaker{MinRequests: 20, FailureRatio: 0.5, OpenFor: config.Duration(10 * time.Second), HalfOpenRequests: 5, Interval: config.Duration(30 * time.Second),
+		ConsecutiveFailures: 5}
 	if ch.br.settings != wantBr || ch.timeout != 3*time.Second || ch.target != time.Second || ch.currencies[0] != "CNY" {
 		t.Fatalf("channel defaults: %+v, timeout %v, target %v, currencies %v", ch.br.settings, ch.timeout, ch.target, ch.currencies)
 	}
-	if tab.window != time.Minute || tab.buckets != 12 || tab.minSamples != 20 || tab.sync != 2*time.Second || tab.maxAttempts != 2 || tab.exploration != 0 {
+	if tab.window != time.Minute || tab.buckets != 12 || tab.scoring != (scoring{minSamples: 20, pct: 0.9}) || tab.sync != 2*time.Second || tab.maxAttempts != 2 || tab.exploration != 0 ||
+		tab.tolerance != 0.05 || tab.halfLife != 10*time.Second {
 		t.Fatalf("routing defaults: %+v", tab)
 	}
 	if d := tab.Decide(qr100); d.Rule != FallbackRule || len(d.Candidates) != 1 || !d.Candidates[0].Eligible {

@@ -23,7 +23,11 @@ const (
 	defaultFailureRatio  = 0.5
 	defaultOpenFor       = 10 * time.Second
 	defaultHalfOpen      = 5
-	defaultInterval      = 60 * time.Second
+	defaultConsecutive   = 5
+	defaultInterval      = 30 * time.Second
+	defaultTolerance     = 0.05
+	defaultHalfLife      = 10 * time.Second
+	defaultLatencyPct    = 0.9
 	defaultWindow        = 60 * time.Second
 	defaultBuckets       = 12
 	defaultMinSamples    = 20
@@ -105,7 +109,9 @@ func (r *Router) compile(cfg *config.Config) (*Table, error) {
 		byID:        make(map[string]*channel, len(cfg.Channels)),
 		maxAttempts: rc.Failover.MaxAttempts,
 		exploration: rc.Exploration,
-		minSamples:  rc.Health.MinSamples,
+		tolerance:   rc.Tolerance,
+		scoring:     scoring{minSamples: rc.Health.MinSamples, pct: rc.Health.LatencyPercentile},
+		halfLife:    rc.Health.HalfLife.D(),
 		window:      rc.Health.Window.D(),
 		buckets:     rc.Health.Buckets,
 		sync:        rc.Health.SyncInterval.D(),
@@ -118,11 +124,22 @@ func (r *Router) compile(cfg *config.Config) (*Table, error) {
 	if math.IsNaN(t.exploration) || t.exploration < 0 || t.exploration > 1 {
 		errs.add("routing.exploration", "must be within 0..1, is %v", t.exploration)
 	}
-	if t.minSamples < 0 {
+	if t.scoring.minSamples < 0 {
 		errs.add("routing.health.min_samples", "must not be negative")
-	} else if t.minSamples == 0 {
-		t.minSamples = defaultMinSamples
+	} else if t.scoring.minSamples == 0 {
+		t.scoring.minSamples = defaultMinSamples
 	}
+	if math.IsNaN(t.tolerance) || t.tolerance < 0 || t.tolerance > 1 {
+		errs.add("routing.tolerance", "must be within 0..1, is %v", t.tolerance)
+	} else if t.tolerance == 0 {
+		t.tolerance = defaultTolerance
+	}
+	if p := t.scoring.pct; math.IsNaN(p) || p < 0 || p >= 1 {
+		errs.add("routing.health.latency_percentile", "must be within 0..1 (exclusive of 1), is %v", p)
+	} else if p == 0 {
+		t.scoring.pct = defaultLatencyPct
+	}
+	t.halfLife = orDefault(&errs, "routing.health.half_life", t.halfLife, defaultHalfLife)
 	t.window = orDefault(&errs, "routing.health.window", t.window, defaultWindow)
 	t.sync = orDefault(&errs, "routing.health.sync_interval", t.sync, defaultSyncInterval)
 	if t.buckets < 0 {
@@ -167,7 +184,7 @@ func (r *Router) compile(cfg *config.Config) (*Table, error) {
 		// unchanged, the breaker while its settings are.
 		if prev, ok := old.channel(cc.ID); ok {
 			if prev.health.width == t.window/time.Duration(max(t.buckets, 1)) && prev.health.n == int64(t.buckets) {
-				ch.health = prev.health
+				ch.health, ch.queries, ch.byMethod = prev.health, prev.queries, prev.byMethod
 			}
 			if prev.br.settings == bs {
 				ch.br = prev.br
@@ -175,9 +192,25 @@ func (r *Router) compile(cfg *config.Config) (*Table, error) {
 		}
 		if ch.health == nil && t.buckets > 0 && t.window/time.Duration(t.buckets) >= time.Millisecond {
 			ch.health = newHealth(t.window, t.buckets)
+			ch.queries = newHealth(t.window, t.buckets)
+			ch.byMethod = make([]*health, len(payment.Methods))
+		}
+		// A method the channel serves gets its window (kept if it had one).
+		if ch.byMethod != nil {
+			kept := ch.byMethod
+			ch.byMethod = make([]*health, len(payment.Methods))
+			for mi := range ch.byMethod {
+				switch {
+				case ch.methods&(1<<mi) == 0:
+				case kept[mi] != nil:
+					ch.byMethod[mi] = kept[mi]
+				default:
+					ch.byMethod[mi] = newHealth(t.window, t.buckets)
+				}
+			}
 		}
 		if ch.br == nil {
-			ch.br = newBreaker(cc.ID, bs, r.rt.logger)
+			ch.br = newBreaker(cc.ID, bs, r.rt.now, r.rt.logger)
 		}
 		t.byID[cc.ID] = ch
 		t.channels = append(t.channels, ch)
@@ -288,6 +321,9 @@ func breakerSettings(errs *problems, path string, b config.Breaker) config.Break
 	}
 	if b.HalfOpenRequests == 0 {
 		b.HalfOpenRequests = defaultHalfOpen
+	}
+	if b.ConsecutiveFailures == 0 {
+		b.ConsecutiveFailures = defaultConsecutive
 	}
 	b.OpenFor = config.Duration(orDefault(errs, path+".open_for", b.OpenFor.D(), defaultOpenFor))
 	b.Interval = config.Duration(orDefault(errs, path+".interval", b.Interval.D(), defaultInterval))

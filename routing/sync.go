@@ -80,21 +80,30 @@ func (r *Router) safeSync(ctx context.Context, pull bool) {
 	}
 }
 
-// syncOnce pushes every channel's unsynced deltas in one AddHealth call,
-// then (with pull) reads each channel's aggregated buckets, and commits both
-// per channel under the channel's lock. A failed push leaves the deltas
-// unsynced, to be pushed next time; a failed pull makes that channel score
-// on its local window until a pull succeeds.
+// syncOnce pushes every channel's unsynced deltas (of the channel and of
+// each of its methods) in one AddHealth call, then (with pull) reads each
+// window's aggregated buckets, and commits both per window under its lock.
+// A failed push leaves the deltas unsynced, to be pushed next time; a failed
+// pull makes that window score on its local counts until a pull succeeds.
 func (r *Router) syncOnce(ctx context.Context, pull bool) error {
 	if r.hs == nil {
 		return nil
 	}
 	t := r.Table()
 	now := r.rt.now()
+	type win struct {
+		key   string
+		h     *health
+		marks []delta
+	}
+	var wins []win
 	var batch []store.HealthBucket
-	marks := make([][]delta, len(t.channels))
-	for i, ch := range t.channels {
-		batch, marks[i] = ch.health.unsynced(now, ch.id, batch, nil)
+	for _, ch := range t.channels {
+		for key, h := range ch.windows {
+			w := win{key: key, h: h}
+			batch, w.marks = h.unsynced(now, key, batch, nil)
+			wins = append(wins, w)
+		}
 	}
 	var errs []error
 	pushed := true
@@ -104,21 +113,21 @@ func (r *Router) syncOnce(ctx context.Context, pull bool) error {
 			errs = append(errs, fmt.Errorf("push: %w", err))
 		}
 	}
-	for i, ch := range t.channels {
+	for _, w := range wins {
 		var m []delta
 		if pushed {
-			m = marks[i]
+			m = w.marks
 		}
 		if !pull {
-			ch.health.commit(m, false, nil, now)
+			w.h.commit(m, false, nil, now)
 			continue
 		}
-		cur := ch.health.index(now)
-		bs, err := r.hs.ReadHealth(ctx, ch.id, cur-ch.health.n+1, cur)
+		cur := w.h.index(now)
+		bs, err := r.hs.ReadHealth(ctx, w.key, cur-w.h.n+1, cur)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("read %s: %w", ch.id, err))
+			errs = append(errs, fmt.Errorf("read %s: %w", w.key, err))
 		}
-		ch.health.commit(m, err == nil, bs, now)
+		w.h.commit(m, err == nil, bs, now)
 	}
 	return errors.Join(errs...)
 }

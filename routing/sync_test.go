@@ -10,16 +10,21 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/store"
 )
 
 // twoInstances are two gateway instances (routers) sharing one store and
-// one clock.
-func twoInstances(t *testing.T, hs HealthStore) (r1, r2 *Router, clk *clock) {
+// one clock, on baseConfig or the given config.
+func twoInstances(t *testing.T, hs HealthStore, cfg ...*config.Config) (r1, r2 *Router, clk *clock) {
 	t.Helper()
 	clk = newClock()
+	c := baseConfig()
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
 	mk := func() *Router {
-		r, err := New(baseConfig(), build, hs, nil, WithClock(clk.Now), WithSeed(1))
+		r, err := New(c, build, hs, nil, WithClock(clk.Now), WithSeed(1))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,10 +32,17 @@ const (
 // half-open.
 const (
 	ReasonExploration = "exploration"
-	ReasonWeighted    = "weighted random choice by weight × score in the first priority tier"
-	ReasonRanked      = "ranked by weight × score in the first priority tier"
-	ReasonLaterTier   = "ranked by weight × score in a later priority tier"
+	ReasonWeighted    = "weighted random choice by weight among the candidates within tolerance of the best estimate"
+	ReasonRanked      = "within tolerance of the best estimate, ranked by weight × estimate"
+	ReasonLaterTier   = "within tolerance of the best estimate, in a later priority tier"
+	ReasonEliminated  = "eliminated: only exploration and failover after the candidates within tolerance"
 	probingPrefix     = "probing (breaker half-open): "
+)
+
+// Why a candidate is eliminated (Candidate.Why).
+const (
+	WhyFailures = "success estimate more than tolerance below the best estimate"
+	WhyLatency  = "latency percentile over the channel's target pulls its estimate more than tolerance below the best"
 )
 
 // Reason strings are constants so that Decide does not build strings per
@@ -70,10 +77,25 @@ type Candidate struct {
 	Rule     string  `json:"rule"`
 	Weight   float64 `json:"weight"`
 	Priority int     `json:"priority"`
-	Score    float64 `json:"score"`   // health score in (0, 1]
-	Breaker  string  `json:"breaker"` // closed | half-open | open
-	Eligible bool    `json:"eligible"`
-	Reason   string  `json:"reason"`
+	// Score is the channel's success estimate in (0, 1]: Success × the
+	// latency factor (docs/routing.md, "Success estimate").
+	Score float64 `json:"score"`
+	// Success is the success-rate part of Score; LatencyPMS the latency
+	// percentile (routing.health.latency_percentile) in ms, 0 with no calls.
+	Success    float64 `json:"success"`
+	LatencyPMS float64 `json:"latency_p_ms"`
+	// PerMethod says the estimate is of the request's method alone: it is
+	// when that method's window has at least min_samples (decayed) creates;
+	// otherwise it is of all the channel's creates.
+	PerMethod bool `json:"per_method"`
+	// Best is the best Score among the eligible candidates; a candidate
+	// more than routing.tolerance below it is Eliminated, for Why.
+	Best       float64 `json:"best"`
+	Eliminated bool    `json:"eliminated"`
+	Why        string  `json:"why,omitempty"`
+	Breaker    string  `json:"breaker"` // closed | half-open | open
+	Eligible   bool    `json:"eligible"`
+	Reason     string  `json:"reason"`
 }
 
 // Table is an immutable compiled routing table. Take it once per request
@@ -92,7 +114,9 @@ type Table struct {
 	retired     map[string]*channel
 	maxAttempts int
 	exploration float64
-	minSamples  int
+	tolerance   float64 // routing.tolerance
+	scoring     scoring
+	halfLife    time.Duration // health.half_life
 	window      time.Duration
 	buckets     int
 	sync        time.Duration // health.sync_interval
@@ -134,8 +158,25 @@ type channel struct {
 	currencies []string
 	timeout    time.Duration
 	target     time.Duration // latency target
-	health     *health
-	br         *breaker
+	health     *health       // creates: the success estimate
+	// byMethod[i] is the create window of payment.Methods[i] alone, for the
+	// methods the channel serves (nil for the others); shared like health
+	// under the key "<id>@<method>".
+	byMethod []*health
+	queries  *health // every other operation, kept apart; this instance only
+	br       *breaker
+}
+
+// windows lists the channel's shared windows with their store keys.
+func (c *channel) windows(yield func(key string, h *health) bool) {
+	if !yield(c.id, c.health) {
+		return
+	}
+	for mi, h := range c.byMethod {
+		if h != nil && !yield(c.id+"@"+string(payment.Methods[mi]), h) {
+			return
+		}
+	}
 }
 
 func (c *channel) servesCurrency(cur string) bool {
@@ -220,13 +261,18 @@ func (t *Table) MaxTimeout() time.Duration {
 }
 
 // Decide routes req: the first matching rule (or the fallback) gives the
-// candidates; the ones that cannot serve it now are excluded with a reason;
-// the eligible ones are ordered by priority tier, then by a weighted random
-// choice proportional to weight × health score for the first, then by
-// weight × score. With probability routing.exploration the first is instead
-// a uniformly random eligible candidate. It reads live breaker and health
-// state, allocates only the result slice, and logs the decision at debug
-// level.
+// candidates; the ones that cannot serve it now are excluded with a reason.
+// Every candidate gets its success estimate; the eligible ones within
+// routing.tolerance of the best estimate (and any half-open one, which is
+// probing) are the contenders, the others are eliminated. The first place
+// is a weighted random choice among the contenders of the first priority
+// tier by weight; the other contenders follow by tier and weight ×
+// estimate, then the eliminated ones by estimate, for failover. With
+// probability routing.exploration the first place instead goes to a
+// uniformly random eligible candidate, eliminated ones included: that is
+// the only traffic an eliminated channel gets first. It reads live breaker
+// and health state, allocates only the result slice, and logs the decision
+// at debug level.
 func (t *Table) Decide(req Request) Decision {
 	mi := methodIndex(req.Method)
 	d := Decision{Rule: FallbackRule}
@@ -264,8 +310,15 @@ func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate 
 	for _, rf := range refs {
 		ch := rf.ch
 		c := Candidate{Channel: ch.id, Rule: name, Weight: rf.weight, Priority: rf.priority}
-		c.Score = ch.health.window(now, t.rt.shared, t.fresh).score(t.minSamples, ch.target)
-		st, full := ch.br.state()
+		st, full, recovered := ch.br.status()
+		cw := ch.health.window(now, t.rt.shared, t.fresh, t.halfLife, recovered)
+		if mi >= 0 && mi < len(ch.byMethod) && ch.byMethod[mi] != nil {
+			if mw := ch.byMethod[mi].window(now, t.rt.shared, t.fresh, t.halfLife, recovered); mw.wok+mw.wfail >= float64(t.scoring.minSamples) {
+				cw, c.PerMethod = mw, true
+			}
+		}
+		e := cw.estimate(t.scoring, ch.target)
+		c.Score, c.Success, c.LatencyPMS = e.value, e.success, e.pqMS
 		c.Breaker = stateName(st)
 		switch {
 		case ch.cfg.Disabled:
@@ -276,7 +329,7 @@ func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate 
 			c.Reason = ReasonMethod
 		case !ch.servesCurrency(req.Currency):
 			c.Reason = ReasonCurrency
-		case c.Breaker == BreakerOpen:
+		case st == stateOpen:
 			c.Reason = ReasonBreakerOpen
 		case full:
 			c.Reason = ReasonBreakerProbes
@@ -292,6 +345,22 @@ func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate 
 		}
 	}
 	reverse(out[ne:]) // excluded were filled from the back: restore rule order
+	best := 0.0
+	for i := range out[:ne] {
+		best = max(best, out[i].Score)
+	}
+	for i := range out {
+		c := &out[i]
+		c.Best = best
+		if i >= ne || c.Breaker == BreakerHalfOpen || c.Score >= best-t.tolerance {
+			continue
+		}
+		c.Eliminated = true
+		c.Why = WhyLatency
+		if c.Success < best-t.tolerance {
+			c.Why = WhyFailures
+		}
+	}
 	if ne == 0 {
 		return out
 	}
@@ -299,21 +368,23 @@ func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate 
 	sortEligible(el)
 
 	x := t.rt.rand()
-	first := el[0].Priority
+	first := el[0].Priority // the first contender's tier
 	explore := ne > 1 && unit(x) < t.exploration
 	if explore {
 		moveToFront(el, min(int(unit(splitmix64(x))*float64(ne)), ne-1))
 	} else {
+		// el[0] is a contender (the best is one); draw among the
+		// contenders of its tier by weight.
 		tier := 1
-		sum := el[0].Weight * el[0].Score
-		for tier < ne && el[tier].Priority == first {
-			sum += el[tier].Weight * el[tier].Score
+		sum := el[0].Weight
+		for tier < ne && el[tier].Priority == first && !el[tier].Eliminated {
+			sum += el[tier].Weight
 			tier++
 		}
 		u := unit(splitmix64(x)) * sum
 		j := 0
 		for ; j < tier-1; j++ {
-			u -= el[j].Weight * el[j].Score
+			u -= el[j].Weight
 			if u < 0 {
 				break
 			}
@@ -328,6 +399,8 @@ func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate 
 		switch {
 		case i == 0 && explore:
 			el[i].Reason = reasonExploration[p]
+		case el[i].Eliminated:
+			el[i].Reason = ReasonEliminated
 		case i == 0:
 			el[i].Reason = reasonWeighted[p]
 		case el[i].Priority == first:
@@ -339,11 +412,22 @@ func (t *Table) rank(req *Request, mi int, name string, refs []ref) []Candidate 
 	return out
 }
 
-// sortEligible orders by priority (lower first), then weight × score
-// (higher first), keeping rule order on ties. Insertion sort: a handful of
-// candidates, no allocation, stable.
+// sortEligible orders the contenders before the eliminated candidates; the
+// contenders by priority (lower first), then weight × estimate (higher
+// first); the eliminated ones by estimate (higher first), then priority;
+// rule order on ties. Insertion sort: a handful of candidates, no
+// allocation, stable.
 func sortEligible(c []Candidate) {
 	less := func(a, b *Candidate) bool {
+		if a.Eliminated != b.Eliminated {
+			return !a.Eliminated
+		}
+		if a.Eliminated {
+			if a.Score != b.Score {
+				return a.Score > b.Score
+			}
+			return a.Priority < b.Priority
+		}
 		if a.Priority != b.Priority {
 			return a.Priority < b.Priority
 		}
@@ -388,6 +472,12 @@ func (c Candidate) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	enc.AddFloat64("weight", c.Weight)
 	enc.AddInt("priority", c.Priority)
 	enc.AddFloat64("score", c.Score)
+	enc.AddBool("per_method", c.PerMethod)
+	enc.AddFloat64("best", c.Best)
+	enc.AddBool("eliminated", c.Eliminated)
+	if c.Why != "" {
+		enc.AddString("why", c.Why)
+	}
 	enc.AddString("breaker", c.Breaker)
 	enc.AddBool("eligible", c.Eligible)
 	enc.AddString("reason", c.Reason)

@@ -47,7 +47,7 @@ func (c *Client) do(method, path string, body any, out any) error {
 		var r struct {
 			Result string `json:"result"`
 		}
-		json.Unmarshal(b, &r)
+		_ = json.Unmarshal(b, &r) // an answer that is not JSON leaves Result empty
 		switch resp.StatusCode {
 		case http.StatusNotFound:
 			return fmt.Errorf("%w: %s", ErrNoOrder, r.Result)

@@ -134,14 +134,14 @@ func (s *Server) newRand() *rand.Rand {
 func (s *Server) Start() error {
 	for _, id := range s.order {
 		if err := s.instances[id].up(); err != nil {
-			s.Stop(context.Background())
+			_ = s.Stop(context.Background())
 			return err
 		}
 	}
 	if s.controlAt != "" {
 		ln, err := net.Listen("tcp", s.controlAt)
 		if err != nil {
-			s.Stop(context.Background())
+			_ = s.Stop(context.Background())
 			return fmt.Errorf("sandbox control: %w", err)
 		}
 		s.mu.Lock()
@@ -150,7 +150,7 @@ func (s *Server) Start() error {
 		srv := s.control
 		s.mu.Unlock()
 		s.wg.Add(1)
-		go func() { defer s.wg.Done(); srv.Serve(ln) }()
+		go func() { defer s.wg.Done(); _ = srv.Serve(ln) }() // ErrServerClosed after Stop
 	}
 	return nil
 }
@@ -177,7 +177,7 @@ func (in *instance) up() error {
 	}
 	srv := &http.Server{Handler: in.handler, ReadHeaderTimeout: 5 * time.Second}
 	in.srv = srv
-	go srv.Serve(ln) // ends when srv is closed by down or Stop, which own it
+	go func() { _ = srv.Serve(ln) }() // ends when srv is closed by down or Stop, which own it
 	return nil
 }
 
@@ -200,7 +200,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	if s.control != nil {
-		s.control.Shutdown(ctx)
+		_ = s.control.Shutdown(ctx) // past ctx, the control API's last requests are cut
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

@@ -81,6 +81,7 @@ func merchantKeys(k keyspace, m string) []string {
 		k.refund(m, rid), k.refundPrefix(m) + rid, k.outRefundNo(m, "rf-1"),
 		k.event(m, "evt_1"), k.eventPrefix(m) + "evt_1", k.event(m, ""),
 		k.outbox(m), k.dead(m), k.seq(m), k.sweep(m), k.sweepAttempts(m), k.throttle(m, "query:"+pid),
+		k.payments(m), k.paymentsByStatus(m, "succeeded"), k.paymentsByStatus(m, ""), k.refundsOf(m, pid),
 	}
 }
 

@@ -37,14 +37,20 @@ func (k keyspace) refundPrefix(m string) string { return k.base(m) + "r:" }
 func (k keyspace) outRefundNo(m, no string) string {
 	return k.base(m) + "orn:" + no
 }
-func (k keyspace) event(m, id string) string        { return k.base(m) + "ev:" + id }
-func (k keyspace) eventPrefix(m string) string      { return k.base(m) + "ev:" }
-func (k keyspace) outbox(m string) string           { return k.base(m) + "outbox" }
-func (k keyspace) dead(m string) string             { return k.base(m) + "dead" }
-func (k keyspace) seq(m string) string              { return k.base(m) + "seq" }
+func (k keyspace) event(m, id string) string   { return k.base(m) + "ev:" + id }
+func (k keyspace) eventPrefix(m string) string { return k.base(m) + "ev:" }
+func (k keyspace) outbox(m string) string      { return k.base(m) + "outbox" }
+func (k keyspace) dead(m string) string        { return k.base(m) + "dead" }
+func (k keyspace) seq(m string) string         { return k.base(m) + "seq" }
+func (k keyspace) payments(m string) string    { return k.base(m) + "pl" }
+func (k keyspace) paymentsByStatus(m, st string) string {
+	return k.base(m) + "pl:" + st
+}
+func (k keyspace) refundsOf(m, pid string) string   { return k.base(m) + "rl:" + pid }
 func (k keyspace) sweep(m string) string            { return k.base(m) + "sweep" }
 func (k keyspace) sweepAttempts(m string) string    { return k.base(m) + "sweep:att" }
 func (k keyspace) throttle(m, key string) string    { return k.base(m) + "th:" + key }
+func (k keyspace) risk(m, id string) string         { return k.base(m) + "rk:" + id }
 func (k keyspace) paymentMerchant(id string) string { return k.prefix + ":pm:" + id }
 func (k keyspace) healthBase(channel string) string { return k.prefix + ":{h:" + channel + "}:" }
 func (k keyspace) health(channel string, b int64) string {

@@ -28,8 +28,8 @@ func (s *Store) ClaimEvents(ctx context.Context, merchant string, now time.Time,
 	if merchant == "" {
 		return nil, errEmptyMerchant
 	}
-	if lease < time.Millisecond {
-		return nil, errors.New("store: lease must be at least 1ms")
+	if err := CheckLease(lease); err != nil {
+		return nil, err
 	}
 	if max < 1 {
 		return nil, nil
@@ -103,10 +103,7 @@ func (s *Store) DeadEvents(ctx context.Context, merchant string, limit int) ([]D
 	if merchant == "" {
 		return nil, errEmptyMerchant
 	}
-	if limit <= 0 {
-		limit = 100
-	}
-	limit = min(limit, maxDeadEvents)
+	limit = DeadEventsLimit(limit)
 	res, err := s.run(ctx, "dead events", scDeadEvents, []string{s.k.dead(merchant)},
 		strconv.Itoa(limit-1), s.k.eventPrefix(merchant))
 	if err != nil {

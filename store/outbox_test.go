@@ -297,7 +297,7 @@ func testHealth(t *testing.T, e env) {
 	ctx := context.Background()
 	ch := merchantOf(t) // unique channel name
 	in := []HealthBucket{
-		{Channel: ch, Bucket: 100, OK: 3, Fail: 1, LatencyMS: 400},
+		{Channel: ch, Bucket: 100, OK: 3, Fail: 1, LatencyMS: 400, Lat: [HealthLatencyBins]int64{0: 3, 3: 1}},
 		{Channel: ch, Bucket: 102, OK: 1, LatencyMS: 50},
 		{Channel: ch + "-other", Bucket: 100, Fail: 9},
 	}
@@ -305,12 +305,12 @@ func testHealth(t *testing.T, e env) {
 		t.Fatal(err)
 	}
 	// A second instance adds its own counts.
-	if err := e.s.AddHealth(ctx, []HealthBucket{{Channel: ch, Bucket: 100, OK: 2, LatencyMS: 100}}, time.Minute); err != nil {
+	if err := e.s.AddHealth(ctx, []HealthBucket{{Channel: ch, Bucket: 100, OK: 2, LatencyMS: 100, Lat: [HealthLatencyBins]int64{0: 2, 11: 1}}}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	got, err := e.s.ReadHealth(ctx, ch, 99, 103)
 	want := []HealthBucket{
-		{Channel: ch, Bucket: 100, OK: 5, Fail: 1, LatencyMS: 500},
+		{Channel: ch, Bucket: 100, OK: 5, Fail: 1, LatencyMS: 500, Lat: [HealthLatencyBins]int64{0: 5, 3: 1, 11: 1}},
 		{Channel: ch, Bucket: 102, OK: 1, LatencyMS: 50},
 	}
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {

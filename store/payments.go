@@ -36,19 +36,10 @@ import (
 // same pipeline (one round trip); it is removed again when the payment was
 // not created.
 func (s *Store) CreatePayment(ctx context.Context, n *Nonce, rec *payment.Record, sweepAt time.Time) (*payment.Record, bool, error) {
+	if err := CheckNewPayment(rec); err != nil {
+		return nil, false, err
+	}
 	m := rec.MerchantID
-	if m == "" {
-		return nil, false, errEmptyMerchant
-	}
-	if payment.OrderNo(rec.PaymentID) == "" {
-		return nil, false, fmt.Errorf("store: bad payment id %q", rec.PaymentID)
-	}
-	if rec.OutTradeNo == "" {
-		return nil, false, errors.New("store: empty out_trade_no")
-	}
-	if !validPaymentStatus(rec.Status) {
-		return nil, false, fmt.Errorf("store: bad payment status %q", rec.Status)
-	}
 	nk, ttl, err := s.nonceArgs(n, m)
 	if err != nil {
 		return nil, false, err
@@ -57,9 +48,10 @@ func (s *Store) CreatePayment(ctx context.Context, n *Nonce, rec *payment.Record
 	if err != nil {
 		return nil, false, err
 	}
-	keys := []string{nk, s.k.outTradeNo(m, rec.OutTradeNo), s.k.payment(m, rec.PaymentID), s.k.sweep(m)}
+	keys := []string{nk, s.k.outTradeNo(m, rec.OutTradeNo), s.k.payment(m, rec.PaymentID), s.k.sweep(m),
+		s.k.payments(m), s.k.paymentsByStatus(m, string(rec.Status))}
 	args := []any{ttl, rec.PaymentID, body, string(rec.Status), strconv.FormatInt(rec.Amount, 10),
-		sweepMember(SweepPayment, rec.PaymentID), msOrEmpty(sweepAt), s.k.paymentPrefix(m)}
+		sweepMember(SweepPayment, rec.PaymentID), msOrEmpty(sweepAt), s.k.paymentPrefix(m), ms(rec.CreatedAt)}
 
 	pmKey := s.k.paymentMerchant(rec.PaymentID)
 	pipe := s.rdb.Pipeline()
@@ -230,13 +222,10 @@ func (s *Store) PaymentMerchant(ctx context.Context, paymentID string) (string, 
 // with its id was enqueued before, and the sweep entry is moved to ch.SweepAt
 // (zero removes it).
 func (s *Store) UpdatePayment(ctx context.Context, rec *payment.Record, ch Change) error {
+	if err := CheckPaymentUpdate(rec); err != nil {
+		return err
+	}
 	m := rec.MerchantID
-	if m == "" {
-		return errEmptyMerchant
-	}
-	if !validPaymentStatus(rec.Status) {
-		return fmt.Errorf("store: bad payment status %q", rec.Status)
-	}
 	next := rec.Version + 1
 	body, err := marshalPayment(rec, next)
 	if err != nil {
@@ -248,6 +237,7 @@ func (s *Store) UpdatePayment(ctx context.Context, rec *payment.Record, ch Chang
 	}
 	keys := append([]string{s.k.payment(m, rec.PaymentID)}, ck...)
 	args := append([]any{strconv.FormatInt(rec.Version, 10), strconv.FormatInt(next, 10), body, string(rec.Status)}, ca...)
+	args = append(args, s.k.paymentsByStatus(m, ""), rec.PaymentID)
 	res, err := s.run(ctx, "update payment", scUpdatePayment, keys, args...)
 	if err != nil {
 		return err
@@ -270,11 +260,8 @@ func (s *Store) changeArgs(m, kind, id string, ch Change) ([]string, []any, erro
 	keys := []string{s.k.outbox(m), s.k.event(m, ""), s.k.sweep(m), s.k.sweepAttempts(m), s.k.seq(m)}
 	args := []any{"", "", "", sweepMember(kind, id), msOrEmpty(ch.SweepAt)}
 	if ev := ch.Event; ev != nil {
-		if ev.ID == "" {
-			return nil, nil, errors.New("store: event without id")
-		}
-		if ev.Merchant != "" && ev.Merchant != m {
-			return nil, nil, fmt.Errorf("store: event of merchant %q on an object of merchant %q", ev.Merchant, m)
+		if err := CheckEvent(ev, m); err != nil {
+			return nil, nil, err
 		}
 		keys[1] = s.k.event(m, ev.ID)
 		args[0], args[1], args[2] = ev.ID, ev.Body, ev.NotifyURL

@@ -245,10 +245,7 @@ func (s *Store) nonceArgs(n *Nonce, merchant string) (key, ttl string, err error
 	if n == nil {
 		return s.k.nonce(merchant, ""), "", nil
 	}
-	if n.Merchant != merchant {
-		return "", "", fmt.Errorf("store: nonce of merchant %q used for merchant %q", n.Merchant, merchant)
-	}
-	if err := checkNonce(n); err != nil {
+	if err := CheckNonceFor(n, merchant); err != nil {
 		return "", "", err
 	}
 	return s.k.nonce(merchant, n.Value), strconv.FormatInt(n.TTL.Milliseconds(), 10), nil

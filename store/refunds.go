@@ -24,22 +24,10 @@ import (
 // already succeeded counts as refunded instead), indexes it and schedules it
 // in the sweep at sweepAt (zero: not scheduled).
 func (s *Store) CreateRefund(ctx context.Context, n *Nonce, rf *payment.RefundRecord, sweepAt time.Time) (*payment.RefundRecord, bool, error) {
+	if err := CheckNewRefund(rf); err != nil {
+		return nil, false, err
+	}
 	m := rf.MerchantID
-	if m == "" {
-		return nil, false, errEmptyMerchant
-	}
-	if payment.PaymentIDOfRefund(rf.RefundID) != rf.PaymentID || rf.PaymentID == "" {
-		return nil, false, fmt.Errorf("store: refund id %q does not belong to payment %q", rf.RefundID, rf.PaymentID)
-	}
-	if rf.OutRefundNo == "" {
-		return nil, false, errors.New("store: empty out_refund_no")
-	}
-	if rf.Amount < 1 {
-		return nil, false, fmt.Errorf("store: refund amount %d", rf.Amount)
-	}
-	if !validRefundStatus(rf.Status) {
-		return nil, false, fmt.Errorf("store: bad refund status %q", rf.Status)
-	}
 	nk, ttl, err := s.nonceArgs(n, m)
 	if err != nil {
 		return nil, false, err
@@ -48,9 +36,10 @@ func (s *Store) CreateRefund(ctx context.Context, n *Nonce, rf *payment.RefundRe
 	if err != nil {
 		return nil, false, err
 	}
-	keys := []string{nk, s.k.outRefundNo(m, rf.OutRefundNo), s.k.payment(m, rf.PaymentID), s.k.refund(m, rf.RefundID), s.k.sweep(m)}
+	keys := []string{nk, s.k.outRefundNo(m, rf.OutRefundNo), s.k.payment(m, rf.PaymentID), s.k.refund(m, rf.RefundID), s.k.sweep(m),
+		s.k.refundsOf(m, rf.PaymentID)}
 	args := []any{ttl, rf.RefundID, body, string(rf.Status), strconv.FormatInt(rf.Amount, 10),
-		sweepMember(SweepRefund, rf.RefundID), msOrEmpty(sweepAt), s.k.refundPrefix(m), rf.PaymentID}
+		sweepMember(SweepRefund, rf.RefundID), msOrEmpty(sweepAt), s.k.refundPrefix(m), rf.PaymentID, ms(rf.CreatedAt)}
 	res, err := s.run(ctx, "create refund", scCreateRefund, keys, args...)
 	if err != nil {
 		return nil, false, err
@@ -125,6 +114,10 @@ func (s *Store) GetRefund(ctx context.Context, n *Nonce, merchant, refundID stri
 	if err != nil {
 		return nil, err
 	}
+	return refundResult(res)
+}
+
+func refundResult(res []any) (*payment.RefundRecord, error) {
 	switch o := outcome(res); o {
 	case "ok":
 		rf, err := decodeRefund(res[1:])
@@ -150,13 +143,10 @@ func (s *Store) GetRefund(ctx context.Context, n *Nonce, merchant, refundID stri
 // failed releases it. A refund that is final cannot change status again
 // (ErrInvalidState). ch.Event and ch.SweepAt are applied as in UpdatePayment.
 func (s *Store) UpdateRefund(ctx context.Context, rf *payment.RefundRecord, ch Change) error {
+	if err := CheckRefundUpdate(rf); err != nil {
+		return err
+	}
 	m := rf.MerchantID
-	if m == "" {
-		return errEmptyMerchant
-	}
-	if !validRefundStatus(rf.Status) {
-		return fmt.Errorf("store: bad refund status %q", rf.Status)
-	}
 	next := rf.Version + 1
 	body, err := marshalRefund(rf, next)
 	if err != nil {

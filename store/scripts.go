@@ -28,10 +28,16 @@ local function claimed()
 end
 `
 
-// scCreatePayment: KEYS nonce, out_trade_no index, payment hash, sweep zset.
-// ARGV ttl, payment id, rec JSON, status, amount, sweep member, sweep at ms
-// (empty: none), payment key prefix. A replay also says whether the payment
-// id is stored (a resent call whose first run went through).
+// scCreatePayment: KEYS nonce, out_trade_no index, payment hash, sweep zset,
+// list index, list index of the status. ARGV ttl, payment id, rec JSON,
+// status, amount, sweep member, sweep at ms (empty: none), payment key
+// prefix, created ms. A replay also says whether the payment id is stored (a
+// resent call whose first run went through).
+//
+// The list indexes (for ListPayments) are sorted sets scored by created ms:
+// members of equal score sort by payment id, so ZREVRANGEBYSCORE gives the
+// order (created, id) descending. The hash keeps cms (created ms) so that a
+// status change can move the payment between the per-status indexes.
 var scCreatePayment = redis.NewScript(luaNonce + `
 if not claimed() then return {'replay', redis.call('EXISTS', KEYS[3])} end
 local pid = redis.call('GET', KEYS[2])
@@ -42,8 +48,10 @@ end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'dupid'} end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[3], 'rec', ARGV[3], 'status', ARGV[4], 'ver', '1',
-  'amount', ARGV[5], 'refunded', '0', 'reserved', '0')
+  'amount', ARGV[5], 'refunded', '0', 'reserved', '0', 'cms', ARGV[9])
 if ARGV[7] ~= '' then redis.call('ZADD', KEYS[4], ARGV[7], ARGV[6]) end
+redis.call('ZADD', KEYS[5], ARGV[9], ARGV[2])
+redis.call('ZADD', KEYS[6], ARGV[9], ARGV[2])
 return {'created'}
 `)
 
@@ -92,18 +100,25 @@ end
 `
 
 // scUpdatePayment: KEYS payment hash, then the change keys (2..6).
-// ARGV expected ver, new ver, rec JSON, status, then the change args (5..9).
+// ARGV expected ver, new ver, rec JSON, status, then the change args (5..9),
+// then the per-status list index prefix (10) and the payment id (11).
 var scUpdatePayment = redis.NewScript(luaChange + `
-local v = redis.call('HGET', KEYS[1], 'ver')
+local h = redis.call('HMGET', KEYS[1], 'ver', 'status', 'cms')
+local v = h[1]
 if not v then return {'notfound'} end
 if v ~= ARGV[1] then return {'conflict'} end
+if h[2] ~= ARGV[4] and h[3] then
+  redis.call('ZREM', ARGV[10] .. h[2], ARGV[11])
+  redis.call('ZADD', ARGV[10] .. ARGV[4], h[3], ARGV[11])
+end
 redis.call('HSET', KEYS[1], 'rec', ARGV[3], 'status', ARGV[4], 'ver', ARGV[2])
 return {'ok', change(2, 5)}
 `)
 
 // scCreateRefund: KEYS nonce, out_refund_no index, payment hash, refund hash,
-// sweep zset. ARGV ttl, refund id, rec JSON, status, amount, sweep member,
-// sweep at ms (empty: none), refund key prefix, payment id.
+// sweep zset, the payment's refund list. ARGV ttl, refund id, rec JSON,
+// status, amount, sweep member, sweep at ms (empty: none), refund key
+// prefix, payment id, created ms.
 //
 // The payment hash keeps two counters: refunded (succeeded refunds) and
 // reserved (pending refunds). A new refund must fit in what is left of the
@@ -130,6 +145,7 @@ elseif ARGV[4] == 'succeeded' then
   redis.call('HINCRBY', KEYS[3], 'refunded', ARGV[5])
 end
 if ARGV[7] ~= '' then redis.call('ZADD', KEYS[5], ARGV[7], ARGV[6]) end
+redis.call('ZADD', KEYS[6], ARGV[10], ARGV[2])
 return {'created'}
 `)
 
@@ -255,4 +271,69 @@ var scUnschedule = redis.NewScript(`
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 return {'ok'}
+`)
+
+// scListPayments reads one page of a merchant's list index, newest first.
+// KEYS nonce, list index (all, or one status). ARGV ttl, highest score
+// (inclusive; '+inf'), lowest score (inclusive; '-inf'), cursor payment id
+// (empty: from the top), how many, payment key prefix.
+//
+// After a cursor (score c, id x) the page takes the entries of score c whose
+// id sorts below x, then those of lower scores: (created, id) < (c, x).
+// Work is O(log n + ties at c + how many).
+var scListPayments = redis.NewScript(luaNonce + `
+-- Byte order, as the sorted set orders members (Lua's < on strings follows
+-- the server's locale).
+local function below(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+if not claimed() then return {'replay'} end
+local hi, lo, need = ARGV[2], ARGV[3], tonumber(ARGV[5])
+local ids = {}
+if ARGV[4] ~= '' then
+  local c = redis.call('HGET', ARGV[6] .. ARGV[4], 'cms')
+  if not c then return {'notfound'} end
+  local cn = tonumber(c)
+  local inHi = hi == '+inf' or cn <= tonumber(hi)
+  local inLo = lo == '-inf' or cn >= tonumber(lo)
+  if inHi then
+    if inLo then
+      for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[2], c, c)) do
+        if #ids >= need then break end
+        if below(id, ARGV[4]) then ids[#ids+1] = id end
+      end
+    end
+    hi = '(' .. c
+  end
+end
+if #ids < need then
+  for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[2], hi, lo, 'LIMIT', '0', tostring(need - #ids))) do
+    ids[#ids+1] = id
+  end
+end
+local out = {'ok'}
+for _, id in ipairs(ids) do
+  local h = redis.call('HMGET', ARGV[6] .. id, 'rec', 'ver', 'refunded')
+  if h[1] then
+    out[#out+1] = h[1]; out[#out+1] = h[2]; out[#out+1] = h[3]
+  end
+end
+return out
+`)
+
+// scListRefunds: KEYS nonce, payment hash, the payment's refund list. ARGV
+// ttl, how many, refund key prefix. Newest first.
+var scListRefunds = redis.NewScript(luaNonce + `
+if not claimed() then return {'replay'} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'notfound'} end
+local out = {'ok'}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[3], '0', tostring(tonumber(ARGV[2]) - 1))) do
+  local h = redis.call('HMGET', ARGV[3] .. id, 'rec', 'ver')
+  if h[1] then out[#out+1] = h[1]; out[#out+1] = h[2] end
+end
+return out
 `)

@@ -12,6 +12,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/paygate/paygate/payment"
@@ -26,6 +27,13 @@ var (
 	ErrConflict       = errors.New("stored version changed") // compare-and-set lost; reload and retry
 	ErrInvalidState   = errors.New("invalid state")          // refund on a payment that is not succeeded
 	ErrExceedsPayment = errors.New("refunds would exceed the payment amount")
+	// ErrOutcomeUnknown: the write was sent but its answer was lost (the
+	// connection broke after COMMIT or an autocommitted statement went out),
+	// so it may or may not have taken effect. It wraps ErrUnavailable, so
+	// errors.Is(err, ErrUnavailable) holds too; the edge should say the
+	// outcome is unknown and that a retry with the same out_trade_no (or
+	// out_refund_no) is safe, never that nothing was done.
+	ErrOutcomeUnknown = fmt.Errorf("outcome unknown: %w", ErrUnavailable)
 )
 
 // Nonce is a merchant request nonce to claim (SET NX with TTL) in the same
@@ -90,7 +98,44 @@ type HealthBucket struct {
 	OK        int64
 	Fail      int64
 	LatencyMS int64 // sum over OK+Fail calls
+	// Lat counts the OK+Fail calls per latency bin (the router defines the
+	// bins' bounds), so that every instance can read a latency percentile.
+	Lat [HealthLatencyBins]int64
 }
 
-// compile-time reference so the payment import is used by the contract.
-var _ = payment.StatusPending
+// HealthLatencyBins is the number of latency bins of a HealthBucket.
+const HealthLatencyBins = 12
+
+// PaymentQuery selects a merchant's payments for ListPayments, newest first
+// (by created_at, then payment id, both descending).
+type PaymentQuery struct {
+	Merchant string
+	// Limit is the page size, 1–100 (0 means 20).
+	Limit int
+	// StartingAfter is a payment id: the page starts after it. A payment id
+	// that is not the merchant's is ErrNotFound.
+	StartingAfter string
+	// CreatedGTE and CreatedLT bound created_at; zero means unbounded.
+	CreatedGTE, CreatedLT time.Time
+	// Status, if not empty, keeps only payments in that status.
+	Status payment.Status
+}
+
+// List bounds.
+const (
+	DefaultListLimit = 20
+	MaxListLimit     = 100
+	// MaxRefundsListed bounds one ListRefunds answer.
+	MaxRefundsListed = 1000
+)
+
+// ListLimit checks and defaults a page size.
+func ListLimit(n int) (int, error) {
+	switch {
+	case n == 0:
+		return DefaultListLimit, nil
+	case n < 1 || n > MaxListLimit:
+		return 0, fmt.Errorf("store: list limit %d: must be 1–%d", n, MaxListLimit)
+	}
+	return n, nil
+}

@@ -68,6 +68,9 @@ var suite = []testCase{
 	{"Throttle", testThrottle},
 	{"Health", testHealth},
 	{"Validation", testValidation},
+	{"Risk", testRisk},
+	{"RiskNonce", testRiskNonce},
+	{"RiskConcurrent", testRiskConcurrent},
 }
 
 func runSuite(t *testing.T, open func(t *testing.T) env) {

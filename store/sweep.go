@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -21,8 +19,8 @@ func (s *Store) ClaimSweep(ctx context.Context, merchant string, now time.Time, 
 	if merchant == "" {
 		return nil, errEmptyMerchant
 	}
-	if lease < time.Millisecond {
-		return nil, errors.New("store: lease must be at least 1ms")
+	if err := CheckLease(lease); err != nil {
+		return nil, err
 	}
 	if max < 1 {
 		return nil, nil
@@ -46,8 +44,8 @@ func (s *Store) Reschedule(ctx context.Context, merchant, kind, id string, at ti
 	if merchant == "" {
 		return errEmptyMerchant
 	}
-	if kind != SweepPayment && kind != SweepRefund {
-		return fmt.Errorf("store: bad sweep kind %q", kind)
+	if err := CheckSweepKind(kind); err != nil {
+		return err
 	}
 	member := sweepMember(kind, id)
 	if at.IsZero() {

@@ -59,6 +59,15 @@ type Config struct {
 	// certificates) one of which must have issued the signPubKeyCert carried
 	// by every answer and notification. Required.
 	Roots *x509.CertPool
+	// Middles are the bank's middle (intermediate) certificates: a
+	// signPubKeyCert may chain to Roots through them. They are not trust
+	// anchors. Optional.
+	Middles *x509.CertPool
+	// Identity is whose certificate signPubKeyCert must be: the third
+	// '@'-separated field of its subject CN. Chaining to the root is not
+	// enough, because the same root issues merchants' certificates too.
+	// "" means DefaultIdentity (UnionPay's production identity).
+	Identity string
 	// NotifyURL is the gateway's callback URL for this channel, sent as
 	// backUrl. Required.
 	NotifyURL string
@@ -111,6 +120,11 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Roots == nil {
 		return fail("root certificates are required")
 	}
+	if cfg.Identity == "" {
+		cfg.Identity = DefaultIdentity
+	} else if strings.Contains(cfg.Identity, "@") {
+		return fail("cert_identity: cannot contain '@'")
+	}
 	notify, err := httpURL(cfg.NotifyURL)
 	if err != nil {
 		return fail("notify url: %v", err)
@@ -147,10 +161,16 @@ func httpURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// DefaultIdentity is the identity UnionPay's production signing
+// certificates carry in their CN (for example
+// 041@Z12@中国银联股份有限公司@00000001).
+const DefaultIdentity = "中国银联股份有限公司"
+
 // FromConfig builds the channel from its configuration: credentials mer_id,
 // cert_id, private_key (or private_key_env / private_key_file; PEM, PKCS#1
-// or PKCS#8) and root_cert_file (PEM, one or more certificates). notifyURL is
-// the gateway's callback URL for this channel.
+// or PKCS#8), root_cert_file (PEM, one or more certificates), optionally
+// middle_cert_file (PEM, the middle certificates) and cert_identity.
+// notifyURL is the gateway's callback URL for this channel.
 func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Client, error) {
 	cr := ch.Credentials
 	key, err := cr.RSAPrivateKey()
@@ -168,15 +188,25 @@ func FromConfig(ch config.Channel, notifyURL string, obs adapters.Observer) (*Cl
 	if err != nil {
 		return nil, fmt.Errorf("bank %s: root_cert_file: %w", ch.ID, err)
 	}
+	var middles *x509.CertPool
+	if cr.MiddleCertFile != "" {
+		if pemBytes, err = os.ReadFile(cr.MiddleCertFile); err == nil {
+			middles, err = ParseRoots(pemBytes)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bank %s: middle_cert_file: %w", ch.ID, err)
+		}
+	}
 	return New(Config{
 		ID: ch.ID, BaseURL: ch.BaseURL, MerID: cr.MerID, CertID: cr.CertID,
-		PrivateKey: key, Roots: roots, NotifyURL: notifyURL, Observer: obs,
+		PrivateKey: key, Roots: roots, Middles: middles, Identity: cr.CertIdentity,
+		NotifyURL: notifyURL, Observer: obs,
 	})
 }
 
-// ParseRoots parses the pinned certificates (PEM; every CERTIFICATE block is
-// trusted as an anchor, so the file may hold the root and middle
-// certificates).
+// ParseRoots parses PEM certificates into a pool: every CERTIFICATE block
+// of the file (root_cert_file's are trust anchors, middle_cert_file's are
+// intermediates).
 func ParseRoots(pemBytes []byte) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	n := 0
@@ -272,12 +302,15 @@ var (
 	errNoSignature  = errors.New("message has no signature")
 	errSigMismatch  = errors.New("signature does not verify")
 	errCertNotParse = errors.New("signPubKeyCert is not a PEM certificate")
+	errNotTheBank   = errors.New("signPubKeyCert is not the bank's")
 )
 
 // verifyBank verifies a message from the bank (an answer or a back
-// notification): its signPubKeyCert must chain to roots and be valid at now,
-// and its signature must verify with that certificate's key.
-func verifyBank(fields map[string]string, roots *x509.CertPool, now time.Time) error {
+// notification): its signPubKeyCert must chain to the pinned roots (through
+// the middle certificates, if any) and be valid at now, must be the bank's
+// (identity), and its signature must verify with that certificate's key.
+func (c *Client) verifyBank(fields map[string]string) error {
+	now := c.now()
 	certPEM, ok := fields["signPubKeyCert"]
 	if !ok || certPEM == "" {
 		return errNoCert
@@ -294,11 +327,15 @@ func verifyBank(fields map[string]string, roots *x509.CertPool, now time.Time) e
 		return errCertNotParse
 	}
 	if _, err := cert.Verify(x509.VerifyOptions{
-		Roots:       roots,
-		CurrentTime: now,
-		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		Roots:         c.cfg.Roots,
+		Intermediates: c.cfg.Middles,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
 		return fmt.Errorf("%w: %v", errUntrusted, err)
+	}
+	if id := certIdentity(cert); id != c.cfg.Identity {
+		return fmt.Errorf("%w: its CN names %q, want %q", errNotTheBank, id, c.cfg.Identity)
 	}
 	pub, ok := cert.PublicKey.(*rsa.PublicKey)
 	if !ok {
@@ -308,6 +345,17 @@ func verifyBank(fields map[string]string, roots *x509.CertPool, now time.Time) e
 		return errSigMismatch
 	}
 	return nil
+}
+
+// certIdentity is the identity a UnionPay certificate names: the third
+// '@'-separated field of its subject CN ("" when the CN has fewer fields),
+// as the official ACP SDKs read it.
+func certIdentity(cert *x509.Certificate) string {
+	parts := strings.Split(cert.Subject.CommonName, "@")
+	if len(parts) < 3 {
+		return ""
+	}
+	return parts[2]
 }
 
 // signed returns fields with the signature added.
@@ -358,7 +406,7 @@ func (c *Client) call(ctx context.Context, op, path string, fields map[string]st
 		return nil, &adapters.Error{Channel: c.cfg.ID, Op: op, Kind: adapters.KindAmbiguous, Code: "bad_response",
 			Status: resp.Status, Message: "answer is not a form", Err: err}
 	}
-	if err := verifyBank(ans, c.cfg.Roots, c.now()); err != nil {
+	if err := c.verifyBank(ans); err != nil {
 		return nil, &adapters.Error{Channel: c.cfg.ID, Op: op, Kind: adapters.KindAmbiguous, Code: "bad_response_signature",
 			Status: resp.Status, Message: "answer failed verification", Err: err}
 	}

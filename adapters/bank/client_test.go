@@ -151,6 +151,10 @@ func TestFromConfig(t *testing.T) {
 		{"missing root file", ch(func(c *config.Credentials) { c.RootCertFile = dir + "/nope.pem" }), "root_cert_file"},
 		{"root file without certificate", ch(func(c *config.Credentials) { c.RootCertFile = notCert }), "no certificate"},
 		{"no mer_id", ch(func(c *config.Credentials) { c.MerID = "" }), "mer_id"},
+		{"middle and identity", ch(func(c *config.Credentials) { c.MiddleCertFile, c.CertIdentity = middleFile, "00040000:SIGN" }), ""},
+		{"missing middle file", ch(func(c *config.Credentials) { c.MiddleCertFile = dir + "/nope.pem" }), "middle_cert_file"},
+		{"middle file without certificate", ch(func(c *config.Credentials) { c.MiddleCertFile = notCert }), "middle_cert_file: no certificate"},
+		{"identity with @", ch(func(c *config.Credentials) { c.CertIdentity = "a@b" }), "cert_identity"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,6 +164,15 @@ func TestFromConfig(t *testing.T) {
 			}
 			if err == nil && (c.ID() != "bank-a" || c.base != "https://gw.example/acp") {
 				t.Fatalf("client %s at %s", c.ID(), c.base)
+			}
+			if err == nil {
+				wantID := tt.ch.Credentials.CertIdentity
+				if wantID == "" {
+					wantID = DefaultIdentity
+				}
+				if c.cfg.Identity != wantID || (c.cfg.Middles != nil) != (tt.ch.Credentials.MiddleCertFile != "") {
+					t.Fatalf("identity %q, middles %v", c.cfg.Identity, c.cfg.Middles != nil)
+				}
 			}
 			if err != nil && strings.Contains(err.Error(), "PRIVATE KEY-----") {
 				t.Fatal("error message contains key material")

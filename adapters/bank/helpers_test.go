@@ -34,6 +34,8 @@ const (
 	merchantFile = keysDir + "/bank-merchant.pem"
 	rootFile     = keysDir + "/bank-root-ca.pem"
 	caKeyFile    = keysDir + "/bank-root-ca.key.pem"
+	middleFile   = keysDir + "/bank-middle-ca.pem"
+	middleKey    = keysDir + "/bank-middle-ca.key.pem"
 	merA         = "777290058110048"
 	merB         = "777290058110097"
 	certA        = "69026276696"
@@ -72,9 +74,14 @@ func merchantKey(t testing.TB) *rsa.PrivateKey {
 	return k
 }
 
-func testRoots(t testing.TB) *x509.CertPool {
+func testRoots(t testing.TB) *x509.CertPool { return certPool(t, rootFile) }
+
+// testMiddles is the pool of the committed middle certificate.
+func testMiddles(t testing.TB) *x509.CertPool { return certPool(t, middleFile) }
+
+func certPool(t testing.TB, file string) *x509.CertPool {
 	t.Helper()
-	p, err := ParseRoots(mustRead(t, rootFile))
+	p, err := ParseRoots(mustRead(t, file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +122,14 @@ type harnessOptions struct {
 	certID string          // the adapter's certId; "": certA
 	wrap   func(sim sandbox.Sim) http.Handler
 	clock  *clock
+	// identity is the channel's cert_identity, for the simulator and the
+	// adapter alike ("" the default).
+	identity string
+	// middle configures middle_cert_file: the simulator issues its
+	// certificate from the middle CA and the adapter has the middle pool.
+	middle bool
+	// adapterMiddle overrides what the adapter gets as middles (nil: as middle says).
+	adapterMiddle *x509.CertPool
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -163,7 +178,14 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Cleanup(notifier.Stop)
 	ch := config.Channel{
 		ID: o.id, Type: "bank", BaseURL: "http://127.0.0.1:0",
-		Credentials: config.Credentials{MerID: o.merID, CertID: certA, PrivateKeyFile: merchantFile},
+		Credentials: config.Credentials{MerID: o.merID, CertID: certA, PrivateKeyFile: merchantFile, CertIdentity: o.identity},
+	}
+	middles := o.adapterMiddle
+	if o.middle {
+		ch.Credentials.MiddleCertFile = middleFile
+		if middles == nil {
+			middles = testMiddles(t)
+		}
 	}
 	sim, err := banksim.New(ch, sandbox.Env{ChannelID: o.id, Notifier: notifier, Now: h.clock.Now,
 		OrderCreated: func(string) {}, Logger: zap.NewNop()}, keysDir)
@@ -180,7 +202,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 
 	h.client, err = New(Config{
 		ID: o.id, BaseURL: srv.URL, MerID: o.merID, CertID: o.certID, PrivateKey: o.key,
-		Roots: testRoots(t), NotifyURL: callbacks.URL + "/callbacks/" + o.id,
+		Roots: testRoots(t), Middles: middles, Identity: o.identity, NotifyURL: callbacks.URL + "/callbacks/" + o.id,
 		Client: h.httpc, Now: h.clock.Now,
 	})
 	if err != nil {
@@ -280,14 +302,19 @@ func genKey(t testing.TB) *rsa.PrivateKey {
 }
 
 // testCA is the committed sandbox CA that the adapter pins.
-func testCA(t testing.TB) issuer {
+func testCA(t testing.TB) issuer { return loadIssuer(t, rootFile, caKeyFile) }
+
+// middleCA is the committed sandbox middle CA, issued by testCA.
+func middleCA(t testing.TB) issuer { return loadIssuer(t, middleFile, middleKey) }
+
+func loadIssuer(t testing.TB, certFile, keyFile string) issuer {
 	t.Helper()
-	block, _ := pem.Decode(mustRead(t, rootFile))
+	block, _ := pem.Decode(mustRead(t, certFile))
 	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := config.ParseRSAPrivateKey(mustRead(t, caKeyFile))
+	key, err := config.ParseRSAPrivateKey(mustRead(t, keyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,12 +344,22 @@ type signer struct {
 	certPEM string
 }
 
-// issue makes a signing certificate valid from notBefore to notAfter.
+// bankCN is the CN of a UnionPay production signing certificate.
+const bankCN = "041@Z12@中国银联股份有限公司@00000001"
+
+// issue makes a signing certificate of the bank (its CN names
+// DefaultIdentity) valid from notBefore to notAfter.
 func (ca issuer) issue(t testing.TB, notBefore, notAfter time.Time) signer {
+	t.Helper()
+	return ca.issueAs(t, bankCN, notBefore, notAfter)
+}
+
+// issueAs makes a signing certificate for the subject cn.
+func (ca issuer) issueAs(t testing.TB, cn string, notBefore, notAfter time.Time) signer {
 	t.Helper()
 	key := genKey(t)
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "bank signing cert"},
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
 		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)

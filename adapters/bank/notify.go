@@ -10,8 +10,8 @@ import (
 
 // ParseNotify verifies a back notification (a form POST to backUrl) and
 // decodes it. Verification comes first and uses only the raw bytes: the
-// form's signPubKeyCert must chain to the pinned roots and be valid now, and
-// the signature over every other field must verify with its key. Then merId
+// form's signPubKeyCert must chain to the pinned roots and be valid now, be
+// the bank's (its CN's identity, see Config.Identity), and the signature over every other field must verify with its key. Then merId
 // must be ours (account_mismatch otherwise: another bank instance's
 // notification). Consumes (txnType 01) become payment notifications, refunds
 // (txnType 04) refund notifications; other transaction types are refused.
@@ -22,7 +22,7 @@ func (c *Client) ParseNotify(_ context.Context, cb *adapters.Callback) (*adapter
 		return nil, &adapters.Error{Channel: c.cfg.ID, Op: op, Kind: adapters.KindBadSignature, Code: "malformed",
 			Message: "notification is not a form", Err: err}
 	}
-	if err := verifyBank(fields, c.cfg.Roots, c.now()); err != nil {
+	if err := c.verifyBank(fields); err != nil {
 		return nil, &adapters.Error{Channel: c.cfg.ID, Op: op, Kind: adapters.KindBadSignature, Code: "bad_signature",
 			Message: "notification failed verification", Err: err}
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/paygate/paygate/adapters/bank"
 	"github.com/paygate/paygate/adapters/wechatpay"
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/engine"
 	"github.com/paygate/paygate/gateway"
 	"github.com/paygate/paygate/notify"
 	"github.com/paygate/paygate/routing"
@@ -40,7 +43,7 @@ type app struct {
 	// adminHandler gets the new admin token on reload.
 	adminHandler *gateway.Admin
 	notify       *notify.Dispatcher
-	recon        *gateway.Reconciler
+	recon        *engine.Reconciler
 	watcher      *config.Watcher
 	metrics      *gateway.Metrics
 
@@ -55,6 +58,9 @@ type app struct {
 	mu         sync.Mutex // guards cfg and lastReload
 	cfg        *config.Config
 	lastReload gateway.ReloadStatus
+
+	stopOnce sync.Once // stop runs once; later calls return its result
+	stopErr  error
 }
 
 // options tune start for tests.
@@ -94,16 +100,18 @@ func channelBuilder(cfg *config.Config, obs adapters.Observer) routing.Builder {
 	}
 }
 
-// start builds and starts everything; on error, whatever started is stopped.
-func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *app, err error) {
-	a = &app{logger: logger, path: path, cfg: cfg, opts: o, metrics: gateway.NewMetrics(), serveDone: make(chan error, 1)}
+// start builds and starts everything; on error, whatever started is stopped
+// and the app is nil. The deferred cleanup holds its own reference: the
+// error returns below set the named result to nil.
+func start(cfg *config.Config, path string, logger *zap.Logger, o options) (_ *app, err error) {
+	a := &app{logger: logger, path: path, cfg: cfg, opts: o, metrics: gateway.NewMetrics(), serveDone: make(chan error, 1)}
 	defer func() {
 		if err != nil {
-			a.stop(context.Background())
+			_ = a.stop(context.Background()) // the start error is the one to report
 		}
 	}()
 	if a.store, err = store.Open(cfg.Store.Redis, logger); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err // already says "store: ..."
 	}
 	if cfg.Sandbox.Enabled && !cfg.Sandbox.External {
 		var sopts []sandbox.Option
@@ -157,13 +165,14 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	if o.reconcile > 0 {
 		interval = o.reconcile
 	}
-	a.recon = gateway.NewReconciler(a.gw, a.store, interval, cfg.Reconcile.Lease.D())
+	a.recon = engine.NewReconciler(a.gw.Engine(), a.gw.MerchantIDs, interval, cfg.Reconcile.Lease.D())
 
 	token, err := cfg.Server.ResolveAdminToken()
 	if err != nil {
 		return nil, fmt.Errorf("server.admin_token: %w", err)
 	}
-	aopts := gateway.AdminOptions{Token: token, Reload: a.reloadErr, LastReload: a.reloadStatus, Metrics: a.metrics.Handler()}
+	aopts := gateway.AdminOptions{Token: token, Reload: a.reloadErr, LastReload: a.reloadStatus, Metrics: a.metrics.Handler(),
+		Version: mainModuleVersion()}
 	switch {
 	case a.sim != nil:
 		aopts.Sandbox = a.sim
@@ -172,14 +181,7 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	}
 	adminHandler := gateway.NewAdmin(a.gw, a.store, aopts)
 	a.adminHandler = adminHandler
-	a.metrics.RegisterState(a.router, a.store, func() []string {
-		ms := a.gw.Merchants()
-		ids := make([]string, len(ms))
-		for i, m := range ms {
-			ids[i] = m.ID
-		}
-		return ids
-	})
+	a.metrics.RegisterState(a.router, a.store, a.gw.MerchantIDs)
 
 	if a.ln, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
 		return nil, fmt.Errorf("server.listen: %w", err)
@@ -193,18 +195,34 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (a *a
 	a.router.Start(ctx)
 	a.notify.Start(ctx)
 	a.recon.Start(ctx)
-	a.admin = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
-	go a.admin.Serve(a.adminLn) // ends on a.admin.Shutdown in stop
+	a.admin = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: adminHandler.ErrorLog()}
+	go func(srv *http.Server, ln net.Listener) { // ends on a.admin.Shutdown in stop
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin listener stopped", zap.Error(err))
+		}
+	}(a.admin, a.adminLn)
 	a.serving = true
 	go func() { a.serveDone <- a.gw.Serve(a.ln) }()
 
 	if !o.noWatch && path != "" {
-		a.watcher = config.NewWatcher(path, logger, func(c *config.Config, err error) { a.apply(c, err, "file") })
+		a.watcher = config.NewWatcher(path, logger, func(c *config.Config, err error) {
+			_ = a.apply(c, err, "file") // apply logs and records a refused reload
+		})
 		if err = a.watcher.Start(ctx); err != nil {
 			return nil, fmt.Errorf("watch config: %w", err)
 		}
 	}
 	return a, nil
+}
+
+// mainModuleVersion is the binary's module version as the build recorded it
+// ("(devel)" for a build from a work tree), for the status page.
+func mainModuleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
 }
 
 // merchants is the notify package's view of the current merchants.
@@ -242,8 +260,8 @@ func (a *app) apply(cfg *config.Config, err error, source string) error {
 		a.mu.Unlock()
 		// The listeners are not rebound: keep their addresses (the command
 		// line's -listen included), and a public_url derived from them.
-		if cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen) {
-			cfg.Server.PublicURL = derivedPublicURL(old.Server.Listen)
+		if tls := cfg.Server.TLS.Enabled(); cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen, tls) {
+			cfg.Server.PublicURL = derivedPublicURL(old.Server.Listen, tls)
 		}
 		cfg.Server.Listen, cfg.Server.AdminListen = old.Server.Listen, old.Server.AdminListen
 		err = a.swap(cfg, old)
@@ -297,18 +315,52 @@ func (a *app) reloadStatus() gateway.ReloadStatus {
 	return a.lastReload
 }
 
+// shutdown is the orderly end of a running gateway (SIGTERM): /readyz turns
+// 503 at once while both listeners keep serving for delay (cut short by
+// hurry, a second signal), so load balancers stop sending traffic; then stop.
+// Everything happens within ctx: when stop overruns it, shutdown returns
+// without waiting (the process exits; what was not finished is leased in the
+// store and taken up again by any instance).
+func (a *app) shutdown(ctx context.Context, delay time.Duration, hurry <-chan os.Signal) error {
+	a.adminHandler.Drain()
+	a.logger.Info("draining: /readyz answers 503", zap.Duration("delay", delay))
+	t := time.NewTimer(delay)
+	select {
+	case <-t.C:
+	case <-hurry:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	done := make(chan error, 1)
+	go func() { done <- a.stop(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown did not finish within server.shutdown_timeout: %w", ctx.Err())
+	}
+}
+
 // stop shuts down in reverse order: stop accepting and finish in-flight
 // requests, stop background workers, the simulators, then close the store.
+// Only the first call does it; the others wait for it and share its result.
 func (a *app) stop(ctx context.Context) error {
+	a.stopOnce.Do(func() { a.stopErr = a.stopAll(ctx) })
+	return a.stopErr
+}
+
+func (a *app) stopAll(ctx context.Context) error {
+	if a.adminHandler != nil {
+		a.adminHandler.Drain()
+	}
 	var errs []error
 	if a.watcher != nil {
 		a.watcher.Stop()
 	}
 	if a.serving {
-		errs = append(errs, a.gw.Shutdown(ctx))
-		<-a.serveDone
+		errs = append(errs, a.gw.Shutdown(ctx), <-a.serveDone) // Serve returns nil after Shutdown
 	} else if a.ln != nil {
-		a.ln.Close()
+		_ = a.ln.Close() // never served: nothing was accepted on it
 	}
 	if a.admin != nil {
 		errs = append(errs, a.admin.Shutdown(ctx))

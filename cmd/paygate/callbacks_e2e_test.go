@@ -687,7 +687,7 @@ func loadBankCerts(t testing.TB) {
 		issue := func(parent *x509.Certificate, signer *rsa.PrivateKey) string {
 			tmpl := &x509.Certificate{
 				SerialNumber: big.NewInt(time.Now().UnixNano()),
-				Subject:      pkix.Name{CommonName: "paygate e2e bank signer (TEST ONLY)"},
+				Subject:      pkix.Name{CommonName: "041@Z12@中国银联股份有限公司@00000001"}, // the bank's identity
 				NotBefore:    time.Now().Add(-time.Hour),
 				NotAfter:     time.Now().Add(24 * time.Hour),
 				KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,

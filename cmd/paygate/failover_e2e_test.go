@@ -21,8 +21,10 @@ import (
 // the breaker's open interval plus its probe.
 
 // failoverRoutes prefer channel A by priority tier (B only when A cannot
-// take the payment), chosen per payment by metadata.route. Exploration is
-// off, so nothing else sends a payment to B.
+// take the payment or is eliminated), chosen per payment by metadata.route.
+// Exploration is off, so nothing else sends a payment to B; without it an
+// eliminated channel comes back only as its failures decay, so the half-life
+// is short here.
 const failoverRoutes = `
   rules:
     - name: wx-first
@@ -35,7 +37,8 @@ const failoverRoutes = `
       when: {methods: [qr], metadata: {route: bank-first}}
       channels: [{id: bank-a, priority: 0}, {id: bank-b, priority: 1}]
   failover: {max_attempts: 2}
-  exploration: 0`
+  exploration: 0
+  health: {half_life: 500ms}`
 
 // The harness's breaker (writeConfig): open_for 2s, half_open_requests 1.
 const harnessOpenFor = 2 * time.Second
@@ -57,17 +60,18 @@ func (g *running) notAt(channel, paymentID string) {
 	}
 }
 
-// breaker returns a channel's breaker state from GET /admin/channels.
-func (g *running) breaker(channel string) string {
+// breaker returns a channel's breaker state from GET /admin/channels, and
+// whether its success estimate eliminates it.
+func (g *running) breaker(channel string) (state string, eliminated bool) {
 	g.t.Helper()
 	r := g.adminCall(http.MethodGet, "/admin/channels", "")
 	for _, c := range r.obj(g.t)["channels"].([]any) {
 		if m := c.(map[string]any); m["channel"] == channel {
-			return m["breaker"].(string)
+			return m["breaker"].(string), m["eliminated"] == true
 		}
 	}
 	g.t.Fatalf("no channel %s in %s", channel, r.Body)
-	return ""
+	return "", false
 }
 
 func TestFailoverChannelDown(t *testing.T) {
@@ -95,11 +99,12 @@ func TestFailoverChannelDown(t *testing.T) {
 	for range 8 {
 		onB = append(onB, create("alipay-main"))
 	}
-	// The first calls to A were refused; after min_requests the breaker is
-	// open and A is not even tried (half-open, if these payments took longer
-	// than open_for: its probe then fails and opens it again).
-	if st := g.breaker("wechat-main"); st == "closed" {
-		t.Fatalf("wechat-main breaker still closed after it was down for 8 payments")
+	// The first calls to A were refused; its success estimate then
+	// eliminates it (or, after min_requests, its breaker opens), and A is
+	// not even tried (half-open, if these payments took longer than
+	// open_for: its probe then fails and opens it again).
+	if st, elim := g.breaker("wechat-main"); st == "closed" && !elim {
+		t.Fatalf("wechat-main neither open nor eliminated after it was down for 8 payments")
 	}
 	for _, id := range onB {
 		g.pay(id)
@@ -111,9 +116,19 @@ func TestFailoverChannelDown(t *testing.T) {
 		}
 		site.waitEvent("payment.succeeded", id)
 	}
+	// Each move from A to B was counted (A was tried until its breaker
+	// opened, then skipped), and each payment's success once, on B.
+	m := string(do(t, mustReq(t, http.MethodGet, g.admin+"/metrics", "")).Body)
+	if n := metricValue(t, m, `paygate_routing_failovers_total{from="wechat-main",to="alipay-main"}`); n < 1 || n > 8 {
+		t.Errorf("failovers A→B counted %v times for 8 payments", n)
+	}
+	if n := metricValue(t, m, `paygate_payments_total{channel="alipay-main",status="succeeded"}`); n != 8 {
+		t.Errorf("payments succeeded on B counted %v times, want 8", n)
+	}
 
-	// A back: payments keep going to B while the breaker is open, then the
-	// first one after open_for probes A, succeeds, and closes the breaker.
+	// A back: payments keep going to B while the breaker is open or A is
+	// eliminated, then the first one after open_for probes A, succeeds, and
+	// closes the breaker, or A's failures have decayed (half_life 500ms).
 	g.faults(`{"channel": "wechat-main"}`)
 	back := time.Now()
 	deadline := back.Add(harnessOpenFor + 2*time.Second)
@@ -133,8 +148,8 @@ func TestFailoverChannelDown(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // a payment every 50 ms while waiting for the breaker
 	}
 	t.Logf("traffic back on A after %v; %d payments went to B meanwhile", time.Since(back).Round(time.Millisecond), stillB)
-	if st := g.breaker("wechat-main"); st != "closed" {
-		t.Fatalf("wechat-main breaker %s after a successful probe (half_open_requests 1)", st)
+	if st, elim := g.breaker("wechat-main"); st != "closed" || elim {
+		t.Fatalf("wechat-main breaker %s (eliminated %v) after a successful create (half_open_requests 1)", st, elim)
 	}
 	for range 5 {
 		create("wechat-main")
@@ -230,5 +245,12 @@ func TestFailoverLatencyAmbiguous(t *testing.T) {
 	g.drainOutbox()
 	if n := site.count(eventID(pid, "payment.succeeded")); n != 1 {
 		t.Fatalf("payment.succeeded delivered %d times", n)
+	}
+	m := string(do(t, mustReq(t, http.MethodGet, g.admin+"/metrics", "")).Body)
+	if strings.Contains(m, "paygate_routing_failovers_total{") {
+		t.Error("an ambiguous create was counted as a failover")
+	}
+	if n := metricValue(t, m, `paygate_payments_total{channel="wechat-main",status="succeeded"}`); n != 1 {
+		t.Errorf("the payment's success counted %v times, want 1", n)
 	}
 }

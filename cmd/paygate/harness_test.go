@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,7 +89,7 @@ channels:
     methods: [qr, bank_redirect]
     timeout: {TIMEOUT}
     breaker: {BREAKER}
-    credentials: {mer_id: "777290058110048", cert_id: "69629715588", private_key_file: {KEYS}/bank-merchant.pem, root_cert_file: {KEYS}/bank-root-ca.pem}
+    credentials: {mer_id: "777290058110048", cert_id: "69629715588", private_key_file: {KEYS}/bank-merchant.pem, root_cert_file: {KEYS}/bank-root-ca.pem, middle_cert_file: {KEYS}/bank-middle-ca.pem}
   - id: bank-b
     type: bank
     base_url: http://127.0.0.1:{BB}
@@ -599,4 +600,20 @@ func (g *running) versions(paymentID, refundID string) (pay, refund int64) {
 		g.t.Fatalf("stored refund %s: %v", refundID, err)
 	}
 	return rec.Version, rf.Version
+}
+
+// metricValue is the value of one series (name and labels exactly as
+// exposed) in a /metrics body; 0 if the series is absent.
+func metricValue(t testing.TB, body, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", series, err)
+			}
+			return f
+		}
+	}
+	return 0
 }

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/version"
 )
 
 func main() {
@@ -32,7 +33,11 @@ const usage = `usage: paygate [command] [flags]
 commands:
   serve         run the gateway (the default)        -config FILE -listen ADDR -admin-listen ADDR
   sim           run only the channel simulators       -config FILE
+  load          signed load, open model, scenarios    -target URL -merchant ID -secret S (paygate load -h)
   config check  validate a config file                -config FILE
+  healthcheck   GET the admin /readyz; exit 0 if 200   -addr HOST:PORT -path /readyz|/healthz -timeout D
+  version       print the version, revision and Go version
+  migrate       apply the ledger's schema migrations  -config FILE
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -45,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serveCmd(args, stderr)
 	case "sim":
 		return simCmd(args, stderr)
+	case "load":
+		return loadCmd(args, stdout, stderr)
 	case "config":
 		if len(args) == 0 || args[0] != "check" {
 			fmt.Fprint(stderr, usage)
@@ -57,6 +64,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return config.Check(*path, stdout)
+	case "healthcheck":
+		return healthcheckCmd(args, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version.Get())
+		return 0
+	case "migrate":
+		return migrateCmd(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -76,14 +90,12 @@ func serveCmd(args []string, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %s:\n%v\n", *path, err)
-		return 1
+		return cannotStart(stderr, fmt.Errorf("%s:\n%w", *path, err))
 	}
 	applyFlags(cfg, *listen, *adminListen)
 	logger, err := newLogger(cfg.Log)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %v\n", err)
-		return 1
+		return cannotStart(stderr, err)
 	}
 	defer logger.Sync()
 	redis.SetLogger(redisLogger{logger.Named("redis")}) // the one global go-redis offers; set once, here
@@ -91,7 +103,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 	a, err := start(cfg, *path, logger, options{})
 	if err != nil {
 		logger.Error("cannot start", zap.Error(err))
-		return 1
+		return cannotStart(stderr, err)
 	}
 	logger.Info("paygate running", zap.String("listen", a.addr), zap.String("admin_listen", a.adminAddr),
 		zap.Bool("sandbox", cfg.Sandbox.Enabled), zap.Bool("embedded_store", a.store.Embedded()))
@@ -101,7 +113,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 	defer signal.Stop(sig)
 	for s := range sig {
 		if s == syscall.SIGHUP {
-			a.reloadNow("sighup")
+			_ = a.reloadNow("sighup") // apply logs and records a refused reload
 			continue
 		}
 		logger.Info("shutting down", zap.String("signal", s.String()))
@@ -109,19 +121,26 @@ func serveCmd(args []string, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
 	defer cancel()
-	if err := a.stop(ctx); err != nil {
+	if err := a.shutdown(ctx, cfg.Server.ShutdownDelay.D(), sig); err != nil {
 		logger.Error("unclean shutdown", zap.Error(err))
 		return 1
 	}
 	return 0
 }
 
+// cannotStart reports a failed start the one way operators and scripts can
+// rely on — "paygate: cannot start: <cause>" on stderr — and gives exit code 1.
+func cannotStart(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "paygate: cannot start: %v\n", err)
+	return 1
+}
+
 // applyFlags applies command-line overrides; a public_url that was derived
 // from server.listen follows the new listen address.
 func applyFlags(cfg *config.Config, listen, adminListen string) {
 	if listen != "" {
-		if cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen) {
-			cfg.Server.PublicURL = derivedPublicURL(listen)
+		if tls := cfg.Server.TLS.Enabled(); cfg.Server.PublicURL == derivedPublicURL(cfg.Server.Listen, tls) {
+			cfg.Server.PublicURL = derivedPublicURL(listen, tls)
 		}
 		cfg.Server.Listen = listen
 	}
@@ -130,10 +149,15 @@ func applyFlags(cfg *config.Config, listen, adminListen string) {
 	}
 }
 
-func derivedPublicURL(listen string) string {
+// derivedPublicURL is the public_url derived from a listen address with an
+// unspecified host; https when the merchant listener serves TLS.
+func derivedPublicURL(listen string, tls bool) string {
 	_, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return ""
+	}
+	if tls {
+		return "https://127.0.0.1:" + port
 	}
 	return "http://127.0.0.1:" + port
 }
@@ -147,13 +171,11 @@ func simCmd(args []string, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %s:\n%v\n", *path, err)
-		return 1
+		return cannotStart(stderr, fmt.Errorf("%s:\n%w", *path, err))
 	}
 	logger, err := newLogger(cfg.Log)
 	if err != nil {
-		fmt.Fprintf(stderr, "paygate: %v\n", err)
-		return 1
+		return cannotStart(stderr, err)
 	}
 	defer logger.Sync()
 	sim, err := newSandbox(cfg, logger)
@@ -162,7 +184,7 @@ func simCmd(args []string, stderr io.Writer) int {
 	}
 	if err != nil {
 		logger.Error("cannot start simulators", zap.Error(err))
-		return 1
+		return cannotStart(stderr, err)
 	}
 	logger.Info("simulators running", zap.String("control", sim.ControlAddr()))
 	sig := make(chan os.Signal, 1)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paygate/paygate/config"
 )
 
 func TestConfigCheckCommand(t *testing.T) {
@@ -45,5 +47,32 @@ func TestConfigCheckCommand(t *testing.T) {
 	}
 	if code := run([]string{"nonsense"}, &out, &errb); code != 2 {
 		t.Fatalf("unknown command: exit %d", code)
+	}
+}
+
+// -listen moves a derived public_url along, https when the listener serves
+// TLS; an explicit public_url stays.
+func TestListenFlagMovesDerivedPublicURL(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, public, want string
+		tls                bool
+	}{
+		{"plain, derived", "http://127.0.0.1:8080", "http://127.0.0.1:9443", false},
+		{"tls, derived", "https://127.0.0.1:8080", "https://127.0.0.1:9443", true},
+		{"explicit", "https://pay.example.com", "https://pay.example.com", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := &config.Config{Server: config.Server{Listen: ":8080", PublicURL: tc.public}}
+			if tc.tls {
+				cfg.Server.TLS = config.ServerTLS{CertFile: "tls.crt", KeyFile: "tls.key"}
+			}
+			applyFlags(cfg, "127.0.0.1:9443", "")
+			if cfg.Server.PublicURL != tc.want {
+				t.Errorf("public_url %q, want %q", cfg.Server.PublicURL, tc.want)
+			}
+		})
 	}
 }

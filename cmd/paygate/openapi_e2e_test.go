@@ -198,6 +198,13 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		t.Errorf("400 for a bad query parameter: %v", e)
 	}
 
+	e = errorOf(spec.check(t, "400 header twice", g.send("GET", "/v1/payments/"+id, nil, true, func(r *http.Request) {
+		r.Header.Add("X-Paygate-Nonce", "another-nonce-0123456789")
+	}), 400, false))
+	if p, _ := e["param"].(string); !strings.EqualFold(p, "X-Paygate-Nonce") {
+		t.Errorf("400 for a header sent twice: %v", e)
+	}
+
 	// 401, 403, 404, 405, 409, 413.
 	e = errorOf(spec.check(t, "401 missing", g.send("GET", "/v1/payments/"+id, nil, false, nil), 401, false))
 	if e["code"] != "missing_auth" {

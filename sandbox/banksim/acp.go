@@ -99,39 +99,63 @@ func verifyFields(pub *rsa.PublicKey, fields map[string]string) bool {
 	return rsa.VerifyPKCS1v15(pub, crypto.SHA256, signedHash(fields), sig) == nil
 }
 
-// Key files in keysDir.
+// Key files in keysDir: the test root CA and the middle CA it issued, each
+// with its key.
 const (
-	caCertFile = "bank-root-ca.pem"
-	caKeyFile  = "bank-root-ca.key.pem"
+	caCertFile     = "bank-root-ca.pem"
+	caKeyFile      = "bank-root-ca.key.pem"
+	middleCertFile = "bank-middle-ca.pem"
+	middleKeyFile  = "bank-middle-ca.key.pem"
 )
+
+// unionPayIdentity is the identity UnionPay's production signing
+// certificates carry (the third '@'-separated field of the CN); a merchant
+// verifying the bank requires it unless configured otherwise.
+const unionPayIdentity = "中国银联股份有限公司"
 
 // certValidity is how long the simulator's signing certificate is valid,
 // from one hour before the simulator's start (env.Now).
 const certValidity = 365 * 24 * time.Hour
 
-// issueSigningCert creates the simulator's signing key and a certificate for
-// it, issued by the test CA in keysDir, valid around now. It returns the key
-// and the certificate as PEM (the signPubKeyCert value).
-func issueSigningCert(keysDir string, now time.Time) (*rsa.PrivateKey, string, error) {
-	caPEM, err := os.ReadFile(filepath.Join(keysDir, caCertFile))
+// loadCA reads a CA certificate and its key from keysDir.
+func loadCA(keysDir, certFile, keyFile string) (*x509.Certificate, *rsa.PrivateKey, error) {
+	caPEM, err := os.ReadFile(filepath.Join(keysDir, certFile))
 	if err != nil {
-		return nil, "", fmt.Errorf("test CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("test CA certificate: %w", err)
 	}
 	block, _ := pem.Decode(caPEM)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, "", fmt.Errorf("test CA certificate: %s holds no certificate", caCertFile)
+		return nil, nil, fmt.Errorf("test CA certificate: %s holds no certificate", certFile)
 	}
 	ca, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return nil, "", fmt.Errorf("test CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("test CA certificate: %w", err)
 	}
-	caKeyPEM, err := os.ReadFile(filepath.Join(keysDir, caKeyFile))
+	caKeyPEM, err := os.ReadFile(filepath.Join(keysDir, keyFile))
 	if err != nil {
-		return nil, "", fmt.Errorf("test CA key: %w", err)
+		return nil, nil, fmt.Errorf("test CA key: %w", err)
 	}
 	caKey, err := config.ParseRSAPrivateKey(caKeyPEM)
 	if err != nil {
-		return nil, "", fmt.Errorf("test CA key: %w", err)
+		return nil, nil, fmt.Errorf("test CA key: %w", err)
+	}
+	return ca, caKey, nil
+}
+
+// issueSigningCert creates the simulator's signing key and a certificate for
+// it, valid around now, whose CN names identity the way UnionPay's do
+// (041@Z12@<identity>@00000001). It is issued by the test middle CA in
+// keysDir when viaMiddle (the real chain: root → middle → signing
+// certificate), else directly by the test root. It returns the key and the
+// certificate as PEM (the signPubKeyCert value).
+func issueSigningCert(keysDir string, now time.Time, identity string, viaMiddle bool) (*rsa.PrivateKey, string, error) {
+	certFile, keyFile := caCertFile, caKeyFile
+	if viaMiddle {
+		certFile, keyFile = middleCertFile, middleKeyFile
+	}
+	ca, caKey, err := loadCA(keysDir, certFile, keyFile)
+	if err != nil {
+		return nil, "", err
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -144,7 +168,7 @@ func issueSigningCert(keysDir string, now time.Time) (*rsa.PrivateKey, string, e
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject: pkix.Name{
-			CommonName:         "paygate sandbox bank signing certificate (TEST ONLY)",
+			CommonName:         "041@Z12@" + identity + "@00000001",
 			Organization:       []string{"paygate sandbox"},
 			OrganizationalUnit: []string{"ACP 5.1.0 simulator"},
 		},

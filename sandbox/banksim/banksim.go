@@ -3,8 +3,11 @@
 // tests of adapters/bank.
 //
 // At start it generates its own RSA signing key and a certificate for it,
-// issued by the test CA in keysDir (bank-root-ca.pem and bank-root-ca.key.pem)
-// and valid around env.Now; every answer and back notification carries that
+// issued by the test CA in keysDir (bank-root-ca.pem and bank-root-ca.key.pem,
+// or, when the channel configures middle_cert_file, the middle CA
+// bank-middle-ca.pem that root issued) and valid around env.Now. Its CN names
+// the channel's cert_identity (default UnionPay's, 中国银联股份有限公司) as
+// UnionPay's certificates do: 041@Z12@<identity>@00000001. Every answer and back notification carries that
 // certificate as signPubKeyCert and is signed with its key. It knows the
 // merchant's public key under the configured cert_id (derived from the
 // channel's configured private key) and verifies every request with it.
@@ -95,7 +98,13 @@ func New(ch config.Channel, env sandbox.Env, keysDir string) (sandbox.Sim, error
 	if log == nil {
 		log = zap.NewNop()
 	}
-	key, certPEM, err := issueSigningCert(keysDir, now())
+	identity := cr.CertIdentity
+	if identity == "" {
+		identity = unionPayIdentity
+	}
+	// The certificate follows the channel's configuration: the identity the
+	// adapter expects, and a middle certificate when it has one.
+	key, certPEM, err := issueSigningCert(keysDir, now(), identity, cr.MiddleCertFile != "")
 	if err != nil {
 		return nil, fmt.Errorf("banksim %s: %w", ch.ID, err)
 	}

@@ -1,4 +1,4 @@
-package gateway
+package engine
 
 import (
 	"context"
@@ -14,12 +14,6 @@ import (
 	"github.com/paygate/paygate/store"
 )
 
-// SweepStore is the reconciliation schedule (implemented by *store.Store).
-type SweepStore interface {
-	ClaimSweep(ctx context.Context, merchant string, now time.Time, lease time.Duration, max int) ([]store.SweepItem, error)
-	Reschedule(ctx context.Context, merchant, kind, id string, at time.Time) error
-}
-
 // maxAttemptChecks is how many looks the reconciler gives an attempt it must
 // confirm at a channel that does not answer, before leaving it to a person.
 const maxAttemptChecks = 100
@@ -31,18 +25,21 @@ const maxAttemptChecks = 100
 // Work is shared across instances by leases on the store's sweep schedule,
 // so no query is made twice at once.
 type Reconciler struct {
-	s        *Server
-	st       SweepStore
-	interval time.Duration
-	lease    time.Duration
-	batch    int
+	e         *Engine
+	merchants func() []string
+	interval  time.Duration
+	lease     time.Duration
+	batch     int
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-// NewReconciler builds a Reconciler; interval is how often it polls.
-func NewReconciler(s *Server, st SweepStore, interval, lease time.Duration) *Reconciler {
+// NewReconciler builds a Reconciler of e's payments; interval is how often
+// it polls, merchants lists the merchants whose work it sweeps (every
+// merchant with work that may still be due, including those a reload
+// removed).
+func NewReconciler(e *Engine, merchants func() []string, interval, lease time.Duration) *Reconciler {
 	if interval <= 0 {
 		interval = time.Second
 	}
@@ -52,7 +49,7 @@ func NewReconciler(s *Server, st SweepStore, interval, lease time.Duration) *Rec
 	// Items are claimed only as many as are handled at once: each one may
 	// cost a query and a close (one channel timeout each) and must finish
 	// within its lease, or another instance would claim it again.
-	return &Reconciler{s: s, st: st, interval: interval, lease: lease, batch: 4}
+	return &Reconciler{e: e, merchants: merchants, interval: interval, lease: lease, batch: 4}
 }
 
 // Start runs the sweep loop until Stop.
@@ -86,15 +83,15 @@ func (r *Reconciler) Stop() {
 func (r *Reconciler) SweepOnce(ctx context.Context) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.s.logger.Error("panic in reconciler", zap.Any("panic", p), zap.Stack("stack"))
+			r.e.logger.Error("panic in reconciler", zap.Any("panic", p), zap.Stack("stack"))
 		}
 	}()
-	for _, m := range r.s.Merchants() {
+	for _, m := range r.merchants() {
 		for ctx.Err() == nil {
-			items, err := r.st.ClaimSweep(ctx, m.ID, r.s.now(), r.itemLease(), r.batch)
+			items, err := r.e.store.ClaimSweep(ctx, m, r.e.now(), r.itemLease(), r.batch)
 			if err != nil {
 				if ctx.Err() == nil {
-					r.s.logger.Warn("reconciler cannot claim", zap.String("merchant", m.ID), zap.Error(err))
+					r.e.logger.Warn("reconciler cannot claim", zap.String("merchant", m), zap.Error(err))
 				}
 				break
 			}
@@ -105,7 +102,7 @@ func (r *Reconciler) SweepOnce(ctx context.Context) {
 					defer wg.Done()
 					defer func() {
 						if p := recover(); p != nil {
-							r.s.logger.Error("panic in reconciler", zap.Any("panic", p), zap.Stack("stack"))
+							r.e.logger.Error("panic in reconciler", zap.Any("panic", p), zap.Stack("stack"))
 						}
 					}()
 					r.handle(ctx, it)
@@ -131,76 +128,76 @@ func (r *Reconciler) handle(ctx context.Context, it store.SweepItem) {
 		err = errors.New("unknown sweep kind " + it.Kind)
 	}
 	if err != nil {
-		r.s.logger.Info("reconcile", zap.String("kind", it.Kind), zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.Error(err))
+		r.e.logger.Info("reconcile", zap.String("kind", it.Kind), zap.String("id", it.ID), zap.Int("attempt", it.Attempt), zap.Error(err))
 		if errors.Is(err, store.ErrNotFound) {
 			next = time.Time{}
 		} else if next.IsZero() {
-			next = r.s.now().Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt))
+			next = r.e.now().Add(r.e.sweepDelay(it.Attempt))
 		}
 	}
-	if err := r.st.Reschedule(ctx, it.Merchant, it.Kind, it.ID, next); err != nil && ctx.Err() == nil {
-		r.s.logger.Warn("reconciler cannot reschedule", zap.String("id", it.ID), zap.Error(err))
+	if err := r.e.store.Reschedule(ctx, it.Merchant, it.Kind, it.ID, next); err != nil && ctx.Err() == nil {
+		r.e.logger.Warn("reconciler cannot reschedule", zap.String("id", it.ID), zap.Error(err))
 	}
 }
 
 // payment handles one pending payment; it returns when to look again (zero:
 // never).
 func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time, error) {
-	rec, err := r.s.store.GetPayment(ctx, nil, it.Merchant, it.ID)
+	rec, err := r.e.store.GetPayment(ctx, nil, it.Merchant, it.ID)
 	if err != nil {
 		return time.Time{}, err
 	}
-	if rec, err = r.s.checkAttempts(ctx, rec, it.Attempt >= maxAttemptChecks); err != nil {
+	if rec, err = r.e.checkAttempts(ctx, rec, it.Attempt >= maxAttemptChecks); err != nil {
 		return time.Time{}, err
 	}
 	if rec.Status.Final() {
-		return r.s.checksAt(rec), nil
+		return r.e.checksAt(rec), nil
 	}
-	now := r.s.now()
+	now := r.e.now()
 	if inProgress(rec) {
-		if live := r.s.liveCreateWindow(); now.Sub(rec.UpdatedAt) < live {
+		if live := r.e.liveCreateWindow(); now.Sub(rec.UpdatedAt) < live {
 			return rec.UpdatedAt.Add(live), nil // a live create may still be running
 		}
 		// The instance that sent it never recorded the answer (it crashed
 		// or lost the store mid-call): the outcome is ambiguous, so replays
 		// of the create answer the payment instead of request_in_progress,
 		// and the channel is asked below.
-		if rec, err = r.s.mutatePayment(ctx, rec, func(p *payment.Record) (store.Change, bool, error) {
+		if rec, err = r.e.mutatePayment(ctx, rec, func(p *payment.Record) (store.Change, bool, error) {
 			if !inProgress(p) {
 				return store.Change{}, false, nil
 			}
 			a := &p.Attempts[len(p.Attempts)-1]
 			a.Outcome, a.Error = payment.OutcomeAmbiguous, "no answer was recorded for this attempt"
-			p.UpdatedAt = r.s.stamp()
-			return store.Change{SweepAt: now.Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt))}, true, nil
+			p.UpdatedAt = r.e.stamp()
+			return store.Change{SweepAt: now.Add(r.e.sweepDelay(it.Attempt))}, true, nil
 		}); err != nil {
 			return time.Time{}, err
 		}
 	}
-	fresh, err := r.s.refreshPayment(rec)
+	fresh, err := r.e.refreshPayment(rec)
 	if err != nil {
 		return time.Time{}, err
 	}
 	if fresh.Status.Final() {
-		r.s.logger.Info("reconciler resolved payment", zap.String("payment_id", rec.PaymentID), zap.String("status", string(fresh.Status)))
+		r.e.logger.Info("reconciler resolved payment", zap.String("payment_id", rec.PaymentID), zap.String("status", string(fresh.Status)))
 		r.found(store.SweepPayment, string(fresh.Status))
-		return r.s.checksAt(fresh), nil
+		return r.e.checksAt(fresh), nil
 	}
 	if lostAnswer(fresh) && now.Before(fresh.ExpiresAt) {
-		if recovered, err := r.s.recoverAction(ctx, fresh); err == nil {
+		if recovered, err := r.e.recoverAction(ctx, fresh); err == nil {
 			fresh = recovered
 		} else {
-			r.s.logger.Info("could not recover a lost create answer yet", zap.String("payment_id", fresh.PaymentID), zap.Error(err))
+			r.e.logger.Info("could not recover a lost create answer yet", zap.String("payment_id", fresh.PaymentID), zap.Error(err))
 		}
 	}
 	if !now.Before(fresh.ExpiresAt) {
-		closed, err := r.s.closeAtChannel(fresh, "expiry")
+		closed, err := r.e.closeAtChannel(fresh, "expiry")
 		if err != nil {
 			return time.Time{}, err
 		}
 		if closed.Status.Final() {
 			r.found(store.SweepPayment, string(closed.Status))
-			return r.s.checksAt(closed), nil
+			return r.e.checksAt(closed), nil
 		}
 		// The channel could not close it yet: look again once it is past
 		// its expiry and the grace.
@@ -208,7 +205,7 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 			return at, nil
 		}
 	}
-	next := now.Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt))
+	next := now.Add(r.e.sweepDelay(it.Attempt))
 	if next.After(fresh.ExpiresAt) && now.Before(fresh.ExpiresAt) {
 		next = fresh.ExpiresAt
 	}
@@ -217,18 +214,18 @@ func (r *Reconciler) payment(ctx context.Context, it store.SweepItem) (time.Time
 
 // refund handles one pending refund.
 func (r *Reconciler) refund(ctx context.Context, it store.SweepItem) (time.Time, error) {
-	rf, err := r.s.store.GetRefund(ctx, nil, it.Merchant, it.ID)
+	rf, err := r.e.store.GetRefund(ctx, nil, it.Merchant, it.ID)
 	if err != nil {
 		return time.Time{}, err
 	}
 	if rf.Status.Final() {
 		return time.Time{}, nil
 	}
-	pay, err := r.s.store.GetPayment(ctx, nil, it.Merchant, rf.PaymentID)
+	pay, err := r.e.store.GetPayment(ctx, nil, it.Merchant, rf.PaymentID)
 	if err != nil {
 		return time.Time{}, err
 	}
-	table := r.s.router.Table()
+	table := r.e.router.Table()
 	ch, ok := table.Channel(rf.Channel)
 	if !ok {
 		return time.Time{}, errors.New("channel " + rf.Channel + " is not configured")
@@ -239,7 +236,7 @@ func (r *Reconciler) refund(ctx context.Context, it store.SweepItem) (time.Time,
 	}
 	req := refundRequestOf(pay, rf)
 	var st *adapters.RefundState
-	err = r.s.callChannel(table, rf.Channel, "query_refund", func(ctx context.Context) error {
+	err = r.e.callChannel(table, rf.Channel, "query_refund", func(ctx context.Context) error {
 		var err error
 		st, err = refunder.QueryRefund(ctx, req)
 		return err
@@ -250,33 +247,31 @@ func (r *Reconciler) refund(ctx context.Context, it store.SweepItem) (time.Time,
 	if st.Status == adapters.RefundNotFound {
 		// The channel never got it: send it again with the same refund
 		// number (idempotent at the channel).
-		rf, err = r.s.refundAtChannel(pay, rf)
+		rf, err = r.e.refundAtChannel(pay, rf)
 		if err != nil {
 			return time.Time{}, err
 		}
-	} else if rf, err = r.s.applyRefundState(ctx, rf, st, "query"); err != nil {
+	} else if rf, err = r.e.applyRefundState(ctx, rf, st, "query"); err != nil {
 		return time.Time{}, err
 	}
 	if rf.Status.Final() {
 		r.found(store.SweepRefund, string(rf.Status))
 		return time.Time{}, nil
 	}
-	return r.s.now().Add(r.s.sweepDelay(r.s.snap.Load(), it.Attempt)), nil
+	return r.e.now().Add(r.e.sweepDelay(it.Attempt)), nil
 }
 
 // found counts what the reconciler resolved.
 func (r *Reconciler) found(kind, status string) {
-	if r.s.metrics != nil {
-		r.s.metrics.Reconciled(kind, status)
-	}
+	r.e.obs.Reconciled(kind, status)
 }
 
 // liveCreateWindow is the longest a create can run in a live instance: every
 // attempt at the longest channel timeout, plus slack for the store writes.
 // An attempt without an outcome older than that was abandoned by a dead
 // instance.
-func (s *Server) liveCreateWindow() time.Duration {
-	return time.Duration(s.router.Table().MaxAttempts())*config.MaxChannelTimeout + 30*time.Second
+func (e *Engine) liveCreateWindow() time.Duration {
+	return time.Duration(e.router.Table().MaxAttempts())*config.MaxChannelTimeout + 30*time.Second
 }
 
 // itemLease is how long a claimed item stays invisible to other instances:
@@ -284,6 +279,6 @@ func (s *Server) liveCreateWindow() time.Duration {
 // make (checking each abandoned attempt: a query and a close; then a query,
 // a create resent, a close and a query), each at the longest timeout.
 func (r *Reconciler) itemLease() time.Duration {
-	t := r.s.router.Table()
+	t := r.e.router.Table()
 	return max(r.lease, time.Duration(2*t.MaxAttempts()+4)*t.MaxTimeout())
 }

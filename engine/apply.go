@@ -1,4 +1,4 @@
-package gateway
+package engine
 
 import (
 	"context"
@@ -28,27 +28,38 @@ var errTooManyConflicts = errors.New("too many concurrent changes to one object"
 // mutatePayment applies fn to rec and stores the result under
 // compare-and-set, re-reading and re-applying on a conflict. fn reports
 // whether it changed anything.
-func (s *Server) mutatePayment(ctx context.Context, rec *payment.Record, fn func(r *payment.Record) (store.Change, bool, error)) (*payment.Record, error) {
-	return mutate(s, rec, fn,
-		func(r *payment.Record, ch store.Change) error { return s.store.UpdatePayment(ctx, r, ch) },
+//
+// A change that moves the payment to a final status is reported to the
+// observer once, after it was stored.
+func (e *Engine) mutatePayment(ctx context.Context, rec *payment.Record, fn func(r *payment.Record) (store.Change, bool, error)) (*payment.Record, error) {
+	var was payment.Status // the status of the copy fn last changed
+	out, err := mutate(e, rec, func(r *payment.Record) (store.Change, bool, error) {
+		was = r.Status
+		return fn(r)
+	},
+		func(r *payment.Record, ch store.Change) error { return e.store.UpdatePayment(ctx, r, ch) },
 		func(r *payment.Record) (*payment.Record, error) {
-			return s.store.GetPayment(ctx, nil, r.MerchantID, r.PaymentID)
+			return e.store.GetPayment(ctx, nil, r.MerchantID, r.PaymentID)
 		})
+	if err == nil && out.Status != was && out.Status.Final() {
+		e.obs.PaymentFinished(out.Channel, out.Status)
+	}
+	return out, err
 }
 
 // mutateRefund is mutatePayment for a refund.
-func (s *Server) mutateRefund(ctx context.Context, rf *payment.RefundRecord, fn func(r *payment.RefundRecord) (store.Change, bool, error)) (*payment.RefundRecord, error) {
-	return mutate(s, rf, fn,
-		func(r *payment.RefundRecord, ch store.Change) error { return s.store.UpdateRefund(ctx, r, ch) },
+func (e *Engine) mutateRefund(ctx context.Context, rf *payment.RefundRecord, fn func(r *payment.RefundRecord) (store.Change, bool, error)) (*payment.RefundRecord, error) {
+	return mutate(e, rf, fn,
+		func(r *payment.RefundRecord, ch store.Change) error { return e.store.UpdateRefund(ctx, r, ch) },
 		func(r *payment.RefundRecord) (*payment.RefundRecord, error) {
-			return s.store.GetRefund(ctx, nil, r.MerchantID, r.RefundID)
+			return e.store.GetRefund(ctx, nil, r.MerchantID, r.RefundID)
 		})
 }
 
 // mutate is the compare-and-set loop of every state change: apply fn, store
 // with the version check (and the change's event, atomically), and on a
 // conflict read the object again and re-apply fn to the fresh copy.
-func mutate[T any](s *Server, obj T, fn func(T) (store.Change, bool, error), update func(T, store.Change) error, reload func(T) (T, error)) (T, error) {
+func mutate[T any](e *Engine, obj T, fn func(T) (store.Change, bool, error), update func(T, store.Change) error, reload func(T) (T, error)) (T, error) {
 	var zero T
 	for range maxCASRetries {
 		ch, changed, err := fn(obj)
@@ -58,7 +69,7 @@ func mutate[T any](s *Server, obj T, fn func(T) (store.Change, bool, error), upd
 		err = update(obj, ch)
 		if err == nil {
 			if ch.Event != nil {
-				s.onEvent()
+				e.onEvent()
 			}
 			return obj, nil
 		}
@@ -73,8 +84,8 @@ func mutate[T any](s *Server, obj T, fn func(T) (store.Change, bool, error), upd
 }
 
 // event builds the outbox event for an object's final state.
-func (s *Server) event(eventType, objectID string, rec *payment.Record, data any) (*store.OutboxEvent, error) {
-	return notify.NewEvent(eventType, objectID, rec.MerchantID, rec.NotifyURL, data, s.stamp())
+func (e *Engine) event(eventType, objectID string, rec *payment.Record, data any) (*store.OutboxEvent, error) {
+	return notify.NewEvent(eventType, objectID, rec.MerchantID, rec.NotifyURL, data, e.stamp())
 }
 
 // errAmountMismatch: a channel states another amount or currency than the
@@ -83,15 +94,15 @@ var errAmountMismatch = errors.New("channel amount or currency does not match th
 
 // applyOrderState applies what a channel says of a payment (from a verified
 // notification or a query). source names it for the logs.
-func (s *Server) applyOrderState(ctx context.Context, rec *payment.Record, st *adapters.OrderState, source string) (*payment.Record, error) {
+func (e *Engine) applyOrderState(ctx context.Context, rec *payment.Record, st *adapters.OrderState, source string) (*payment.Record, error) {
 	if st.Status == adapters.OrderPaid && ((st.Amount != 0 && st.Amount != rec.Amount) || (st.Currency != "" && st.Currency != rec.Currency)) {
-		s.logger.Error("ALERT channel reports a different amount; not applied",
+		e.logger.Error("ALERT channel reports a different amount; not applied",
 			zap.String("payment_id", rec.PaymentID), zap.String("channel", rec.Channel), zap.String("source", source),
 			zap.Int64("stored_amount", rec.Amount), zap.Int64("channel_amount", st.Amount), zap.String("channel_currency", st.Currency))
 		return rec, errAmountMismatch
 	}
-	return s.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
-		now := s.stamp()
+	return e.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
+		now := e.stamp()
 		var evType string
 		switch st.Status {
 		case adapters.OrderPaid:
@@ -99,7 +110,7 @@ func (s *Server) applyOrderState(ctx context.Context, rec *payment.Record, st *a
 				return store.Change{}, false, nil
 			}
 			if r.Status != payment.StatusPending {
-				s.logger.Error("ALERT channel reports money taken on a payment paygate had finished; the channel wins",
+				e.logger.Error("ALERT channel reports money taken on a payment paygate had finished; the channel wins",
 					zap.String("payment_id", r.PaymentID), zap.String("channel", r.Channel), zap.String("was", string(r.Status)), zap.String("source", source))
 			}
 			r.Status, r.Failure = payment.StatusSucceeded, nil
@@ -129,34 +140,34 @@ func (s *Server) applyOrderState(ctx context.Context, rec *payment.Record, st *a
 			return store.Change{}, false, nil
 		}
 		r.UpdatedAt = now
-		ev, err := s.event(evType, r.PaymentID, r, view(r))
+		ev, err := e.event(evType, r.PaymentID, r, View(r))
 		if err != nil {
 			return store.Change{}, false, err
 		}
-		s.logger.Info("payment state changed", zap.String("payment_id", r.PaymentID), zap.String("channel", r.Channel),
+		e.logger.Info("payment state changed", zap.String("payment_id", r.PaymentID), zap.String("channel", r.Channel),
 			zap.String("status", string(r.Status)), zap.String("source", source))
-		return store.Change{Event: ev, SweepAt: s.checksAt(r)}, true, nil
+		return store.Change{Event: ev, SweepAt: e.checksAt(r)}, true, nil
 	})
 }
 
 // refreshPayment asks the payment's channel for its state and applies it.
-func (s *Server) refreshPayment(rec *payment.Record) (*payment.Record, error) {
-	st, err := s.queryChannel(rec)
+func (e *Engine) refreshPayment(rec *payment.Record) (*payment.Record, error) {
+	st, err := e.queryChannel(rec)
 	if err != nil {
 		return rec, err
 	}
-	return s.applyOrderState(context.Background(), rec, st, "query")
+	return e.applyOrderState(context.Background(), rec, st, "query")
 }
 
 // queryChannel asks the payment's channel what it has for the payment.
-func (s *Server) queryChannel(rec *payment.Record) (*adapters.OrderState, error) {
-	table := s.router.Table()
+func (e *Engine) queryChannel(rec *payment.Record) (*adapters.OrderState, error) {
+	table := e.router.Table()
 	ch, ok := table.Channel(rec.Channel)
 	if !ok {
 		return nil, fmt.Errorf("channel %s is no longer configured", rec.Channel)
 	}
 	var st *adapters.OrderState
-	err := s.callChannel(table, rec.Channel, "query", func(ctx context.Context) error {
+	err := e.callChannel(table, rec.Channel, "query", func(ctx context.Context) error {
 		var err error
 		st, err = ch.Query(ctx, queryOf(rec))
 		return err
@@ -184,35 +195,35 @@ const expiryGrace = time.Minute
 //     expiryGrace). An order the channel reports pending is never called
 //     closed, whatever the clock says.
 //
-// Otherwise the payment stays pending (the caller answers 409 or looks again
+// Otherwise the payment stays pending (the caller refuses the close or looks again
 // later). If the channel reports the order paid, that is applied instead
 // (the payment becomes succeeded).
-func (s *Server) closeAtChannel(rec *payment.Record, source string) (*payment.Record, error) {
-	table := s.router.Table()
+func (e *Engine) closeAtChannel(rec *payment.Record, source string) (*payment.Record, error) {
+	table := e.router.Table()
 	ch, ok := table.Channel(rec.Channel)
 	if !ok {
 		return rec, fmt.Errorf("channel %s is no longer configured", rec.Channel)
 	}
-	err := s.callChannel(table, rec.Channel, "close", func(ctx context.Context) error {
+	err := e.callChannel(table, rec.Channel, "close", func(ctx context.Context) error {
 		return ch.Close(ctx, queryOf(rec))
 	})
 	if err == nil {
-		return s.applyOrderState(context.Background(), rec, &adapters.OrderState{Status: adapters.OrderClosed}, source)
+		return e.applyOrderState(context.Background(), rec, &adapters.OrderState{Status: adapters.OrderClosed}, source)
 	}
 	ce, ok := adapters.AsError(err)
 	if !ok || (ce.Kind != adapters.KindDeclined && ce.Kind != adapters.KindConflict && ce.Kind != adapters.KindNotFound) {
 		return rec, err
 	}
-	st, qerr := s.queryChannel(rec)
+	st, qerr := e.queryChannel(rec)
 	if qerr != nil {
 		return rec, qerr
 	}
 	switch st.Status {
 	case adapters.OrderPaid, adapters.OrderClosed, adapters.OrderFailed:
-		return s.applyOrderState(context.Background(), rec, st, "query")
+		return e.applyOrderState(context.Background(), rec, st, "query")
 	case adapters.OrderNotFound:
-		if !s.now().Before(closableAt(rec)) {
-			return s.applyOrderState(context.Background(), rec, &adapters.OrderState{Status: adapters.OrderClosed}, source)
+		if !e.now().Before(closableAt(rec)) {
+			return e.applyOrderState(context.Background(), rec, &adapters.OrderState{Status: adapters.OrderClosed}, source)
 		}
 	}
 	return rec, nil
@@ -222,13 +233,13 @@ func (s *Server) closeAtChannel(rec *payment.Record, source string) (*payment.Re
 func closableAt(rec *payment.Record) time.Time { return rec.ExpiresAt.Add(expiryGrace) }
 
 // applyRefundState applies what a channel says of a refund.
-func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord, st *adapters.RefundState, source string) (*payment.RefundRecord, error) {
+func (e *Engine) applyRefundState(ctx context.Context, rf *payment.RefundRecord, st *adapters.RefundState, source string) (*payment.RefundRecord, error) {
 	if st.Status == adapters.RefundSucceeded && st.Amount != 0 && st.Amount != rf.Amount {
-		s.logger.Error("ALERT channel reports a different refund amount; not applied",
+		e.logger.Error("ALERT channel reports a different refund amount; not applied",
 			zap.String("refund_id", rf.RefundID), zap.String("channel", rf.Channel), zap.Int64("stored_amount", rf.Amount), zap.Int64("channel_amount", st.Amount))
 		return rf, errAmountMismatch
 	}
-	return s.mutateRefund(ctx, rf, func(r *payment.RefundRecord) (store.Change, bool, error) {
+	return e.mutateRefund(ctx, rf, func(r *payment.RefundRecord) (store.Change, bool, error) {
 		if r.Status.Final() {
 			return store.Change{}, false, nil
 		}
@@ -242,22 +253,22 @@ func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord,
 		default:
 			if st.ChannelRefundNo != "" && r.ChannelRefundNo == "" {
 				r.ChannelRefundNo = st.ChannelRefundNo
-				r.UpdatedAt = s.stamp()
+				r.UpdatedAt = e.stamp()
 				// Keep the configured reconcile schedule (reconcile.delays):
 				// the channel accepted the refund and will finish it later.
-				return store.Change{SweepAt: s.now().Add(s.sweepDelay(s.snap.Load(), 0))}, true, nil
+				return store.Change{SweepAt: e.now().Add(e.sweepDelay(0))}, true, nil
 			}
 			return store.Change{}, false, nil
 		}
 		if st.ChannelRefundNo != "" {
 			r.ChannelRefundNo = st.ChannelRefundNo
 		}
-		r.UpdatedAt = s.stamp()
-		ev, err := notify.NewEvent(evType, r.RefundID, r.MerchantID, r.NotifyURL, &r.Refund, s.stamp())
+		r.UpdatedAt = e.stamp()
+		ev, err := notify.NewEvent(evType, r.RefundID, r.MerchantID, r.NotifyURL, &r.Refund, e.stamp())
 		if err != nil {
 			return store.Change{}, false, err
 		}
-		s.logger.Info("refund state changed", zap.String("refund_id", r.RefundID), zap.String("channel", r.Channel),
+		e.logger.Info("refund state changed", zap.String("refund_id", r.RefundID), zap.String("channel", r.Channel),
 			zap.String("status", string(r.Status)), zap.String("source", source))
 		return store.Change{Event: ev}, true, nil
 	})
@@ -266,10 +277,10 @@ func (s *Server) applyRefundState(ctx context.Context, rf *payment.RefundRecord,
 // checksAt is when the reconciler must look at a final payment again: soon,
 // if an attempt paygate moved away from still has to be confirmed absent at
 // its channel; never (zero) otherwise.
-func (s *Server) checksAt(r *payment.Record) time.Time {
+func (e *Engine) checksAt(r *payment.Record) time.Time {
 	for i := range r.Attempts {
 		if r.Attempts[i].NeedsCheck() {
-			return s.now().Add(s.sweepDelay(s.snap.Load(), 0))
+			return e.now().Add(e.sweepDelay(0))
 		}
 	}
 	return time.Time{}
@@ -285,17 +296,17 @@ func (s *Server) checksAt(r *payment.Record) time.Time {
 // giveUp (the reconciler has looked many times) turns attempts that still
 // cannot be asked into "unverified", with an ALERT, instead of asking
 // forever.
-func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record, giveUp bool) (*payment.Record, error) {
-	table := s.router.Table()
+func (e *Engine) checkAttempts(ctx context.Context, rec *payment.Record, giveUp bool) (*payment.Record, error) {
+	table := e.router.Table()
 	type finding struct {
 		idx     int
 		outcome string
 	}
 	var found []finding
 	unanswered := func(i int, a payment.Attempt, why error) {
-		s.logger.Warn("cannot confirm an attempt at its channel yet", zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel), zap.Error(why))
+		e.logger.Warn("cannot confirm an attempt at its channel yet", zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel), zap.Error(why))
 		if giveUp {
-			s.logger.Error("ALERT could not confirm an abandoned attempt at its channel; check that channel by hand",
+			e.logger.Error("ALERT could not confirm an abandoned attempt at its channel; check that channel by hand",
 				zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel))
 			found = append(found, finding{i, payment.OutcomeUnverified})
 		}
@@ -312,7 +323,7 @@ func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record, giveUp 
 		}
 		q := queryOf(rec)
 		var st *adapters.OrderState
-		if err := s.callChannel(table, a.Channel, "query", func(ctx context.Context) error {
+		if err := e.callChannel(table, a.Channel, "query", func(ctx context.Context) error {
 			var err error
 			st, err = ch.Query(ctx, q)
 			return err
@@ -324,13 +335,13 @@ func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record, giveUp 
 		case adapters.OrderNotFound, adapters.OrderClosed, adapters.OrderFailed:
 			found = append(found, finding{i, payment.OutcomeNotCreated})
 		case adapters.OrderPending:
-			if err := s.callChannel(table, a.Channel, "close", func(ctx context.Context) error { return ch.Close(ctx, q) }); err != nil {
+			if err := e.callChannel(table, a.Channel, "close", func(ctx context.Context) error { return ch.Close(ctx, q) }); err != nil {
 				continue
 			}
-			s.logger.Warn("closed an abandoned attempt that the channel had created", zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel))
+			e.logger.Warn("closed an abandoned attempt that the channel had created", zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel))
 			found = append(found, finding{i, payment.OutcomeAbandoned})
 		case adapters.OrderPaid:
-			s.logger.Error("ALERT money taken on an abandoned attempt; refund it at that channel",
+			e.logger.Error("ALERT money taken on an abandoned attempt; refund it at that channel",
 				zap.String("payment_id", rec.PaymentID), zap.String("channel", a.Channel), zap.String("payment_channel", rec.Channel))
 			found = append(found, finding{i, payment.OutcomeAbandoned})
 		}
@@ -338,15 +349,15 @@ func (s *Server) checkAttempts(ctx context.Context, rec *payment.Record, giveUp 
 	if len(found) == 0 {
 		return rec, nil
 	}
-	return s.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
+	return e.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
 		for _, f := range found {
 			if f.idx < len(r.Attempts) {
 				r.Attempts[f.idx].Outcome, r.Attempts[f.idx].Checked = f.outcome, true
 			}
 		}
-		sweep := s.checksAt(r)
+		sweep := e.checksAt(r)
 		if !r.Status.Final() && sweep.IsZero() {
-			sweep = s.now().Add(s.sweepDelay(s.snap.Load(), 0))
+			sweep = e.now().Add(e.sweepDelay(0))
 		}
 		return store.Change{SweepAt: sweep}, true, nil
 	})
@@ -366,21 +377,21 @@ func lostAnswer(rec *payment.Record) bool {
 // which changes nothing here), and one that never got it makes the order
 // now: either way the payment has one order, at the one channel it was sent
 // to, and a replay of the merchant's create then shows the action.
-func (s *Server) recoverAction(ctx context.Context, rec *payment.Record) (*payment.Record, error) {
-	table := s.router.Table()
+func (e *Engine) recoverAction(ctx context.Context, rec *payment.Record) (*payment.Record, error) {
+	table := e.router.Table()
 	ch, ok := table.Channel(rec.Channel)
 	if !ok {
 		return rec, fmt.Errorf("channel %s is no longer configured", rec.Channel)
 	}
 	var res *adapters.CreateResult
-	if err := s.callChannel(table, rec.Channel, "create", func(ctx context.Context) error {
+	if err := e.callCreate(table, rec.Channel, rec.Method, func(ctx context.Context) error {
 		var err error
 		res, err = ch.Create(ctx, createRequestOf(rec))
 		return err
 	}); err != nil {
 		return rec, err
 	}
-	return s.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
+	return e.mutatePayment(ctx, rec, func(r *payment.Record) (store.Change, bool, error) {
 		if !lostAnswer(r) {
 			return store.Change{}, false, nil
 		}
@@ -391,8 +402,8 @@ func (s *Server) recoverAction(ctx context.Context, rec *payment.Record) (*payme
 		}
 		a := &r.Attempts[len(r.Attempts)-1]
 		a.Outcome, a.Error, a.Code = payment.OutcomeCreated, "", ""
-		r.UpdatedAt = s.stamp()
-		s.logger.Info("recovered the lost answer of an ambiguous create", zap.String("payment_id", r.PaymentID), zap.String("channel", r.Channel))
-		return store.Change{SweepAt: s.now().Add(s.sweepDelay(s.snap.Load(), 0))}, true, nil
+		r.UpdatedAt = e.stamp()
+		e.logger.Info("recovered the lost answer of an ambiguous create", zap.String("payment_id", r.PaymentID), zap.String("channel", r.Channel))
+		return store.Change{SweepAt: e.now().Add(e.sweepDelay(0))}, true, nil
 	})
 }
