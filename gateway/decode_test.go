@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 const decodeValid = `"out_trade_no":"v-1","amount":100,"currency":"CNY","method":"qr","subject":"S","notify_url":"https://m.example/n"`
@@ -176,6 +178,31 @@ func TestValidateNotifyURLMessages(t *testing.T) {
 	}
 }
 
+// TestStrictOptionsAlone records why decodeStrict is more than
+// json.Unmarshal with strictJSON into plain Go types: the library's options
+// let these bodies through, and decodeStrict must not.
+func TestStrictOptionsAlone(t *testing.T) {
+	t.Parallel()
+	type plain struct {
+		Amount   string            `json:"amount"`
+		Metadata map[string]string `json:"metadata"`
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`{"metadata":{"a":null}}`, "metadata.a: must be a string"}, // becomes "a":""
+		{`null`, "body: must be an object"},                         // becomes {}
+		{`{"amount":"100"}`, "amount: must be a number"},            // a string field takes it
+	} {
+		var p plain
+		if err := jsonv2.Unmarshal([]byte(tc.body), &p, strictJSON); err != nil {
+			t.Errorf("strict options alone refuse %s (%v): the methods may no longer be needed", tc.body, err)
+		}
+		var req createPaymentRequest
+		if err := decodeStrict([]byte(tc.body), &req); err == nil || err.(*Error).Message != tc.want {
+			t.Errorf("decodeStrict(%s) = %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
+
 // FuzzDecodeDifferential: whatever decodeStrict accepts, encoding/json reads
 // the same way (no parser differential can change what is charged), and
 // decodeStrict calls a body malformed exactly when encoding/json does.
@@ -230,7 +257,7 @@ func FuzzDecodeDifferential(f *testing.F) {
 			if pay.OutTradeNo != std.OutTradeNo || string(pay.Amount) != string(std.Amount) || pay.Currency != std.Currency ||
 				pay.Method != std.Method || pay.Subject != std.Subject || pay.NotifyURL != std.NotifyURL ||
 				(pay.ExpireIn == nil) != (std.ExpireIn == nil) || pay.ExpireIn != nil && string(*pay.ExpireIn) != string(*std.ExpireIn) ||
-				!reflect.DeepEqual(pay.Payer, std.Payer) || !reflect.DeepEqual(pay.Metadata, std.Metadata) {
+				!reflect.DeepEqual(pay.Payer, std.Payer) || !reflect.DeepEqual(map[string]string(pay.Metadata), std.Metadata) {
 				t.Fatalf("parser differential:\n ours %+v\n std  %+v", pay, std)
 			}
 		}
@@ -258,5 +285,45 @@ func stdDecode(t *testing.T, body []byte, v any) {
 	}
 	if _, err := dec.Token(); err == nil {
 		t.Fatal("decodeStrict accepted trailing data")
+	}
+}
+
+// TestErrorParam: every field-level 400 names its field in param, by the
+// path its message starts with; a problem with the body as a whole names none.
+func TestErrorParam(t *testing.T) {
+	t.Parallel()
+	valid := func(extra string) string { return `{` + decodeValid + extra + `}` }
+	for _, tc := range []struct{ body, param string }{
+		{`{"amount":"1"}`, "amount"},
+		{`{"payer":{"openid":1}}`, "payer.openid"},
+		{`{"payer":{"colour":1}}`, "payer.colour"},
+		{`{"metadata":{"cart":1}}`, "metadata.cart"},
+		{`{"metadata":{"k":"1","k":"2"}}`, "metadata.k"},
+		{`{"metadata":[]}`, "metadata"},
+		{"{\"subject\":\"\xff\"}", "subject"},
+		{`{"AMOUNT":1}`, "AMOUNT"},
+		{valid(`,"amount":1`), "amount"},
+		{`{"out_trade_no":"a b","amount":1}`, "out_trade_no"},
+		{`{"out_trade_no":"a","amount":1.5}`, "amount"},
+		{`{"out_trade_no":"a","amount":1,"currency":"CNY","method":"wechat_jsapi","subject":"s","notify_url":"http://x/"}`, "payer.openid"},
+		{valid(`,"metadata":{"` + strings.Repeat("k", 65) + `":"v"}`), "metadata." + strings.Repeat("k", 64) + "..."},
+		{valid(`,"expire_in":59`), "expire_in"},
+		{`{"amount":`, ""},
+		{`[]`, ""},
+		{`{"amount":1} x`, ""},
+	} {
+		var req createPaymentRequest
+		err := decodeStrict([]byte(tc.body), &req)
+		if err == nil {
+			err = req.validate(nil)
+		}
+		e, ok := err.(*Error)
+		if !ok || e.Status != 400 || e.Param != tc.param {
+			t.Errorf("%.60q: got %#v, want param %q", tc.body, err, tc.param)
+			continue
+		}
+		if tc.param != "" && !strings.HasPrefix(e.Message, tc.param+": ") {
+			t.Errorf("%.60q: message %q does not start with its param %q", tc.body, e.Message, tc.param)
+		}
 	}
 }

@@ -46,7 +46,8 @@ type Error struct {
 	Status     int
 	Code       string
 	Message    string
-	RetryAfter int // seconds, for 429
+	Param      string // the offending field of a 400, by its full path ("payer.openid"); "" for none
+	RetryAfter int    // seconds, for 429
 	Err        error
 }
 
@@ -63,8 +64,15 @@ func apiErr(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// invalid is a 400 invalid_request about field, which the message starts
+// with and param names; "body" (the request as a whole: malformed JSON, not
+// an object) names no field.
 func invalid(field, format string, args ...any) *Error {
-	return &Error{Status: http.StatusBadRequest, Code: codeInvalidRequest, Message: field + ": " + fmt.Sprintf(format, args...)}
+	e := &Error{Status: http.StatusBadRequest, Code: codeInvalidRequest, Message: field + ": " + fmt.Sprintf(format, args...)}
+	if field != "body" {
+		e.Param = field
+	}
+	return e
 }
 
 // engineStatus is the HTTP status of each code the engine refuses with.
@@ -130,22 +138,37 @@ func statusOf(err error) (int, string, string) {
 // writeError writes the contract's JSON error body.
 func writeError(ctx *fasthttp.RequestCtx, reqID string, err error) {
 	status, code, msg := statusOf(err)
+	var param string
 	var e *Error
-	if errors.As(err, &e) && e.RetryAfter > 0 {
-		ctx.Response.Header.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	if errors.As(err, &e) {
+		if e.RetryAfter > 0 {
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+		}
+		param = e.Param
 	}
-	writeErrorBody(ctx, status, code, msg, reqID)
+	writeErrorParam(ctx, status, code, msg, param, reqID)
 }
 
 func writeErrorBody(ctx *fasthttp.RequestCtx, status int, code, msg, reqID string) {
+	writeErrorParam(ctx, status, code, msg, "", reqID)
+}
+
+// writeErrorParam writes the error body; param, when set, names the
+// offending field.
+func writeErrorParam(ctx *fasthttp.RequestCtx, status int, code, msg, param, reqID string) {
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
-	b := make([]byte, 0, 96+len(msg))
+	b := make([]byte, 0, 96+len(msg)+len(param))
 	b = append(b, `{"error":{"code":`...)
 	b = strconv.AppendQuote(b, code)
 	b = append(b, `,"message":`...)
 	m, _ := json.Marshal(msg) // messages may quote merchant input: JSON-escape it
 	b = append(b, m...)
+	if param != "" {
+		b = append(b, `,"param":`...)
+		p, _ := json.Marshal(param) // a path may hold a merchant's metadata key
+		b = append(b, p...)
+	}
 	b = append(b, `,"request_id":`...)
 	b = strconv.AppendQuote(b, reqID)
 	b = append(b, "}}"...)
