@@ -204,7 +204,7 @@ type Channel struct {
 	Disabled bool `yaml:"disabled"`
 }
 
-// Breaker configures the channel's circuit breaker (sony/gobreaker).
+// Breaker configures the channel's circuit breaker (routing/breaker.go: a rolling window on the router's clock).
 type Breaker struct {
 	MinRequests      uint32   `yaml:"min_requests"`       // default 20
 	FailureRatio     float64  `yaml:"failure_ratio"`      // default 0.5
