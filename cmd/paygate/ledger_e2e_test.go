@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/paygate/paygate/store/storetest"
@@ -84,4 +85,41 @@ risk:
 		}
 	}
 	t.Logf("%d keys in Redis after the flow, all expiring", len(keys))
+}
+
+// TestPurgeDeliveredEvents: the ledger's delivered notifications are purged
+// once older than store.postgres.purge_delivered_after; queued ones stay.
+func TestPurgeDeliveredEvents(t *testing.T) {
+	dsn := newPG(t).NewDatabase(t)
+	var clock shiftClock
+	g := startE2EWith(t, e2eOpts{redisAddr: storetest.Redis(t).Addr(), pgDSN: dsn}, options{now: clock.now, purgeEvery: 50 * time.Millisecond})
+	site := newMerchantSite(t)
+	id := g.mustCreate("purge-1", 100, "wechat_native", site.url())["payment_id"].(string)
+	g.pay(id)
+	site.waitEvent("payment.succeeded", id)
+	g.drainOutbox()
+	count := func() int {
+		conn, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		var n int
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM outbox_events`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	time.Sleep(200 * time.Millisecond) // several purges run: the event is too young
+	if n := count(); n != 1 {
+		t.Fatalf("%d events in the outbox before the retention passed, want the delivered one", n)
+	}
+	clock.advance(169 * time.Hour) // past the default 168h
+	deadline := time.Now().Add(10 * time.Second)
+	for count() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the delivered event was never purged")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
