@@ -31,13 +31,12 @@ func Default() *Config {
 			ReadTimeout:  Duration(time.Second),
 			WriteTimeout: Duration(time.Second),
 		}, Postgres: Postgres{
-			MaxConns:            20,
-			MaxConnLifetime:     Duration(30 * time.Minute),
-			MaxConnIdleTime:     Duration(5 * time.Minute),
-			ConnectTimeout:      Duration(2 * time.Second),
-			StatementTimeout:    Duration(5 * time.Second),
-			Migrate:             true,
-			PurgeDeliveredAfter: Duration(7 * 24 * time.Hour), // as long as the Redis store keeps them
+			MaxConns:         20,
+			MaxConnLifetime:  Duration(30 * time.Minute),
+			MaxConnIdleTime:  Duration(5 * time.Minute),
+			ConnectTimeout:   Duration(2 * time.Second),
+			StatementTimeout: Duration(5 * time.Second),
+			Migrate:          true, PurgeDeliveredAfter: Duration(7 * 24 * time.Hour), // purge: as long as the Redis store keeps them
 		}},
 		Sandbox: Sandbox{
 			ControlListen: "127.0.0.1:9100",
