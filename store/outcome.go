@@ -17,10 +17,18 @@ import (
 // connection could be made or taken from the pool, the client is closed)
 // and error replies (Redis answered, refusing) stay as wrap classifies them.
 func wrapScript(op string, err error) error {
-	if err != nil && unavailable(err) && maybeSent(err) {
+	if err != nil && !readOnly[op] && unavailable(err) && maybeSent(err) {
 		return fmt.Errorf("store: %s: %w: %w", op, ErrOutcomeUnknown, err)
 	}
 	return wrap(op, err)
+}
+
+// readOnly are the scripts that change nothing but claim the request's
+// nonce: whatever became of them, no record was written, so "nothing was
+// done" stays true.
+var readOnly = map[string]bool{
+	"get payment": true, "get refund": true, "list payments": true, "list refunds": true,
+	"dead events": true, "risk usage": true,
 }
 
 // maybeSent reports whether a failed command may have reached the server.

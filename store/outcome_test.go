@@ -37,6 +37,11 @@ func TestFrozenRedisOutcomeUnknown(t *testing.T) {
 		rs.Thaw()
 		t.Fatalf("create on a frozen Redis: %v, want ErrOutcomeUnknown", err)
 	}
+	// A read changes nothing: a lost reply is a plain ErrUnavailable.
+	if _, err := st.GetPaymentByOutTradeNo(ctx, conformance.Nonce("m"), "m", "warm"); !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrOutcomeUnknown) {
+		rs.Thaw()
+		t.Fatalf("read on a frozen Redis: %v, want ErrUnavailable only", err)
+	}
 	rs.Thaw()
 	// The outcome was indeed unknown: the buffered script ran afterwards.
 	deadline := time.Now().Add(5 * time.Second)
