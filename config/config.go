@@ -93,6 +93,9 @@ type Postgres struct {
 	StatementTimeout Duration `yaml:"statement_timeout"`  // default 5s
 	Migrate          bool     `yaml:"migrate"`            // apply migrations at start; default true
 	SimpleProtocol   bool     `yaml:"simple_protocol"`    // no prepared statements (pgbouncer in transaction mode before 1.21)
+	// PurgeDeliveredAfter: delivered notification events older than this
+	// are deleted from the outbox (hourly); 0 keeps them. Default 168h.
+	PurgeDeliveredAfter Duration `yaml:"purge_delivered_after"`
 }
 
 // Configured reports whether a DSN is given in any of its forms.

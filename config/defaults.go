@@ -36,7 +36,7 @@ func Default() *Config {
 			MaxConnIdleTime:  Duration(5 * time.Minute),
 			ConnectTimeout:   Duration(2 * time.Second),
 			StatementTimeout: Duration(5 * time.Second),
-			Migrate:          true,
+			Migrate:          true, PurgeDeliveredAfter: Duration(7 * 24 * time.Hour), // purge: as long as the Redis store keeps them
 		}},
 		Sandbox: Sandbox{
 			ControlListen: "127.0.0.1:9100",

@@ -243,6 +243,9 @@ func (v *validator) postgres() {
 	v.positive("store.postgres.max_conn_idle_time", pg.MaxConnIdleTime)
 	v.positive("store.postgres.connect_timeout", pg.ConnectTimeout)
 	v.positive("store.postgres.statement_timeout", pg.StatementTimeout)
+	if d := pg.PurgeDeliveredAfter; d != 0 && d < Duration(time.Hour) {
+		v.add("store.postgres.purge_delivered_after", "must be 0 (keep) or at least 1h, got %s", d)
+	}
 }
 
 func (v *validator) sandbox() {

@@ -191,6 +191,8 @@ func TestValidate(t *testing.T) {
 		}, []string{`store.postgres.max_conns: must be at least 1, got 0`,
 			`store.postgres.min_conns: must be 0–max_conns (0), got -1`,
 			`store.postgres.connect_timeout: must be greater than 0, got 0s`}},
+		{"ledger purge too soon", func(c *Config, _ string) { c.Store.Postgres.PurgeDeliveredAfter = Duration(30 * time.Minute) },
+			[]string{`store.postgres.purge_delivered_after: must be 0 (keep) or at least 1h, got 30m0s`}},
 		{"notify_allow_networks outside sandbox", func(c *Config, _ string) { c.Merchants[0].NotifyAllowNetworks = []string{"10.0.0.0/8"} },
 			[]string{`merchants[0].notify_allow_networks: allowing notifications to private networks is for sandbox mode only`}},
 		{"notify_allow_networks not CIDR", func(c *Config, _ string) {

@@ -95,8 +95,10 @@ func (e *Engine) Reload(cfg *config.Config) {
 	e.delays.Store(&delays)
 }
 
-// stamp is the current time as stored and shown: UTC, whole seconds.
-func (e *Engine) stamp() time.Time { return e.now().UTC().Truncate(time.Second) }
+// stamp is the current time as stored and shown: UTC, whole milliseconds
+// (what both stores order lists by, so that "newest first" holds for
+// payments made within one second too).
+func (e *Engine) stamp() time.Time { return e.now().UTC().Truncate(time.Millisecond) }
 
 // sweepDelay is when the reconciler next looks at a pending object after
 // its n-th look (0: first).

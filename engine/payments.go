@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -109,7 +110,19 @@ func (e *Engine) CreatePayment(ctx context.Context, req *CreateRequest) (*Create
 		return replay(req, stored)
 	}
 	err = e.createAtChannels(ctx, table, rec, eligible)
-	return &CreateResult{Payment: rec}, err
+	return &CreateResult{Payment: rec}, afterStored(err)
+}
+
+// afterStored turns a store failure met after the payment or refund was
+// stored (recording the channel's answer) into store.ErrOutcomeUnknown: the
+// object exists and may have reached its channel, so the answer must never
+// be "nothing was done"; a retry with the same out_trade_no or
+// out_refund_no finds it, and the reconciler finishes it.
+func afterStored(err error) error {
+	if errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrOutcomeUnknown) {
+		return fmt.Errorf("%w: stored, then: %w", store.ErrOutcomeUnknown, err)
+	}
+	return err
 }
 
 // replay answers a repeated out_trade_no: the same request again gets the

@@ -79,7 +79,7 @@ func (e *Engine) CreateRefund(ctx context.Context, req *RefundRequest) (*RefundR
 		return res, nil
 	}
 	if res.Refund, err = e.refundAtChannel(pay, rf); err != nil {
-		return res, err
+		return res, afterStored(err)
 	}
 	return res, nil
 }

@@ -24,9 +24,12 @@ type Store interface {
 	GetPaymentByOutTradeNo(ctx context.Context, n *store.Nonce, merchant, outTradeNo string) (*payment.Record, error)
 	PaymentMerchant(ctx context.Context, paymentID string) (string, error)
 	UpdatePayment(ctx context.Context, rec *payment.Record, ch store.Change) error
+	ListPayments(ctx context.Context, n *store.Nonce, q store.PaymentQuery) ([]*payment.Record, bool, error)
 
 	CreateRefund(ctx context.Context, n *store.Nonce, rf *payment.RefundRecord, sweepAt time.Time) (*payment.RefundRecord, bool, error)
 	GetRefund(ctx context.Context, n *store.Nonce, merchant, refundID string) (*payment.RefundRecord, error)
+	GetRefundByOutRefundNo(ctx context.Context, n *store.Nonce, merchant, outRefundNo string) (*payment.RefundRecord, error)
+	ListRefunds(ctx context.Context, n *store.Nonce, merchant, paymentID string) ([]*payment.RefundRecord, error)
 	UpdateRefund(ctx context.Context, rf *payment.RefundRecord, ch store.Change) error
 
 	Throttle(ctx context.Context, merchant, key string, ttl time.Duration) (bool, error)

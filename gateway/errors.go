@@ -107,6 +107,10 @@ func statusOf(err error) (int, string, string) {
 		return http.StatusInternalServerError, codeInternal, "internal error"
 	}
 	switch {
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		// Sent but unanswered: it may have been done. Never "nothing was done".
+		return http.StatusServiceUnavailable, codeStoreUnavailable,
+			"the store did not confirm the write, so its outcome is unknown; retrying with the same out_trade_no (or out_refund_no) is safe"
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, codeStoreUnavailable, "the store cannot be reached; nothing was done"
 	case errors.Is(err, store.ErrNonceReplayed):

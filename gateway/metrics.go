@@ -221,7 +221,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 // routes are the merchant listener's route patterns, as the request log
 // names them without the verb; routeUnmatched is every other path.
 var routes = [...]string{"unmatched", "/v1/payments", "/v1/payments/{id}", "/v1/payments/{id}/close",
-	"/v1/payments/{id}/refunds", "/v1/refunds/{id}", "/callbacks/{channel_id}"}
+	"/v1/payments/{id}/refunds", "/v1/refunds", "/v1/refunds/{id}", "/callbacks/{channel_id}"}
 
 const routeUnmatched = 0
 

@@ -475,7 +475,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, reqID string, rl *reqLog) error
 			return s.createPayment(ctx, rl)
 		case http.MethodGet:
 			rl.route = "GET /v1/payments"
-			return s.getPaymentByOutTradeNo(ctx, rl)
+			if ctx.QueryArgs().Has("out_trade_no") {
+				return s.getPaymentByOutTradeNo(ctx, rl)
+			}
+			return s.listPayments(ctx, rl)
 		}
 		rl.route = "/v1/payments"
 		ctx.Response.Header.Set("Allow", "GET, POST")
@@ -491,10 +494,22 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, reqID string, rl *reqLog) error
 		}
 		return s.closePayment(ctx, seg[2], rl)
 	case len(seg) == 4 && seg[0] == "v1" && seg[1] == "payments" && seg[3] == "refunds":
-		if err := want(http.MethodPost, "POST /v1/payments/{id}/refunds"); err != nil {
+		switch method {
+		case http.MethodPost:
+			rl.route = "POST /v1/payments/{id}/refunds"
+			return s.createRefund(ctx, seg[2], rl)
+		case http.MethodGet:
+			rl.route = "GET /v1/payments/{id}/refunds"
+			return s.listRefunds(ctx, seg[2], rl)
+		}
+		rl.route = "/v1/payments/{id}/refunds"
+		ctx.Response.Header.Set("Allow", "GET, POST")
+		return apiErr(http.StatusMethodNotAllowed, codeHTTPMethod, "%s is not allowed on /v1/payments/{id}/refunds", method)
+	case len(seg) == 2 && seg[0] == "v1" && seg[1] == "refunds":
+		if err := want(http.MethodGet, "GET /v1/refunds"); err != nil {
 			return err
 		}
-		return s.createRefund(ctx, seg[2], rl)
+		return s.getRefundByOutRefundNo(ctx, rl)
 	case len(seg) == 3 && seg[0] == "v1" && seg[1] == "refunds":
 		if err := want(http.MethodGet, "GET /v1/refunds/{id}"); err != nil {
 			return err

@@ -31,11 +31,14 @@ import (
 	"github.com/paygate/paygate/store"
 )
 
-// Shared is what stays in Redis: nonces, throttles and channel health,
-// short-lived state that several instances share. *store.Store implements it.
+// Shared is what stays in Redis: nonces, throttles, channel health and the
+// risk velocity counters, short-lived state that several instances share.
+// *store.Store implements it.
 type Shared interface {
 	ClaimNonce(ctx context.Context, n store.Nonce) error
 	Throttle(ctx context.Context, merchant, key string, ttl time.Duration) (bool, error)
+	RiskCheck(ctx context.Context, n *store.Nonce, merchant, outTradeNo string, block bool, limits []store.RiskLimit, now time.Time) (store.RiskResult, error)
+	RiskUsage(ctx context.Context, merchant string, limits []store.RiskLimit, now time.Time) ([]int64, error)
 	AddHealth(ctx context.Context, buckets []store.HealthBucket, ttl time.Duration) error
 	ReadHealth(ctx context.Context, channel string, from, to int64) ([]store.HealthBucket, error)
 	Ping(ctx context.Context) error

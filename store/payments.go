@@ -63,10 +63,10 @@ func (s *Store) CreatePayment(ctx context.Context, n *Nonce, rec *payment.Record
 	}
 	res, err := cmd.Slice()
 	if err != nil {
-		return nil, false, wrap("create payment", err)
+		return nil, false, wrapScript("create payment", err)
 	}
 	if err := pm.Err(); err != nil {
-		return nil, false, wrap("create payment: index payment", err)
+		return nil, false, wrapScript("create payment: index payment", err)
 	}
 
 	var (

@@ -199,7 +199,7 @@ func unavailable(err error) bool {
 func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []string, args ...any) ([]any, error) {
 	res, err := sc.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
-		return nil, wrap(op, err)
+		return nil, wrapScript(op, err)
 	}
 	return res, nil
 }

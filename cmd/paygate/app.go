@@ -21,13 +21,13 @@ import (
 	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/engine"
 	"github.com/paygate/paygate/gateway"
+	"github.com/paygate/paygate/ledger"
 	"github.com/paygate/paygate/notify"
 	"github.com/paygate/paygate/routing"
 	"github.com/paygate/paygate/sandbox"
 	"github.com/paygate/paygate/sandbox/alipaysim"
 	"github.com/paygate/paygate/sandbox/banksim"
 	"github.com/paygate/paygate/sandbox/wechatsim"
-	"github.com/paygate/paygate/store"
 )
 
 // app is one running gateway: every component, started in dependency order
@@ -35,7 +35,9 @@ import (
 type app struct {
 	logger *zap.Logger
 	path   string
-	store  *store.Store
+	store  backend
+	ledger *ledger.Ledger // nil without store.postgres
+	purger *purger        // with the ledger
 	sim    *sandbox.Server
 	router *routing.Router
 	gw     *gateway.Server
@@ -70,6 +72,7 @@ type options struct {
 	noWatch    bool             // do not watch the config file
 	notifyPoll time.Duration
 	reconcile  time.Duration
+	purgeEvery time.Duration // how often delivered notifications are purged; 0: hourly
 }
 
 // simulators maps a channel type to its simulator.
@@ -110,8 +113,8 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (_ *a
 			_ = a.stop(context.Background()) // the start error is the one to report
 		}
 	}()
-	if a.store, err = store.Open(cfg.Store.Redis, logger); err != nil {
-		return nil, err // already says "store: ..."
+	if a.store, a.ledger, err = openBackend(cfg, logger); err != nil {
+		return nil, err
 	}
 	if cfg.Sandbox.Enabled && !cfg.Sandbox.External {
 		var sopts []sandbox.Option
@@ -195,6 +198,14 @@ func start(cfg *config.Config, path string, logger *zap.Logger, o options) (_ *a
 	a.router.Start(ctx)
 	a.notify.Start(ctx)
 	a.recon.Start(ctx)
+	if a.ledger != nil && cfg.Store.Postgres.PurgeDeliveredAfter > 0 {
+		every := purgeEvery
+		if o.purgeEvery > 0 {
+			every = o.purgeEvery
+		}
+		a.purger = newPurger(a.ledger, cfg.Store.Postgres.PurgeDeliveredAfter.D(), every, o.now, logger)
+		a.purger.Start()
+	}
 	a.admin = &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
 		ErrorLog: adminHandler.ErrorLog()}
 	go func(srv *http.Server, ln net.Listener) { // ends on a.admin.Shutdown in stop
@@ -372,6 +383,9 @@ func (a *app) stopAll(ctx context.Context) error {
 	}
 	if a.notify != nil {
 		a.notify.Stop()
+	}
+	if a.purger != nil {
+		a.purger.Stop()
 	}
 	if a.router != nil {
 		a.router.Stop()

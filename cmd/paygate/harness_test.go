@@ -23,6 +23,7 @@ import (
 
 	"github.com/paygate/paygate/config"
 	"github.com/paygate/paygate/gateway/client"
+	"github.com/paygate/paygate/ledger/pgtest"
 	"github.com/paygate/paygate/notify"
 	"github.com/paygate/paygate/store/storetest"
 )
@@ -48,7 +49,7 @@ const (
 
 const configTemplate = `
 server: {listen: "127.0.0.1:{LISTEN}", admin_listen: "127.0.0.1:{ADMIN}", admin_token: "{TOKEN}", shutdown_timeout: 5s{PUBLIC}}
-store: {redis: {addrs: {ADDRS}}}
+store: {redis: {addrs: {ADDRS}}{PG}}
 sandbox: {enabled: true, control_listen: "", keys_dir: "{KEYS}", time_scale: 1000}
 log: {level: warn}
 merchants:
@@ -134,6 +135,7 @@ func freePort(t testing.TB) int {
 
 type e2eOpts struct {
 	redisAddr string // "" = embedded store
+	pgDSN     string // the ledger's PostgreSQL ("" = records in the store above)
 	routing   string // YAML under "routing:"; default defaultRoutes
 	extra     string // more top-level YAML
 	timeout   string // channel timeout; default 2s
@@ -170,8 +172,12 @@ func writeConfig(t testing.TB, o e2eOpts) string {
 	if o.redisAddr != "" {
 		addrs = fmt.Sprintf("[%q]", o.redisAddr)
 	}
+	pg := ""
+	if o.pgDSN != "" {
+		pg = fmt.Sprintf(", postgres: {dsn: %q, connect_timeout: 1s}", o.pgDSN)
+	}
 	port := func() string { return fmt.Sprint(freePort(t)) }
-	y := strings.NewReplacer(
+	y := strings.NewReplacer("{PG}", pg,
 		"{LISTEN}", port(), "{ADMIN}", port(), "{TOKEN}", adminToken, "{ADDRS}", addrs, "{KEYS}", keys,
 		"{SECRET}", demoSecret, "{WEBHOOK}", demoWebhook, "{WX}", port(), "{ALI}", port(), "{BA}", port(), "{BB}", port(),
 		"{TIMEOUT}", o.timeout, "{BREAKER}", o.breaker, "{ROUTING}", o.routing, "{SCHEDULE}", o.schedule, "{EXTRA}", o.extra, "{PUBLIC}", public,
@@ -617,3 +623,7 @@ func metricValue(t testing.TB, body, series string) float64 {
 	}
 	return 0
 }
+
+// newPG starts a PostgreSQL server for t (each test its own: a killed or
+// stopped server never disturbs another test).
+func newPG(t testing.TB) *pgtest.Server { return pgtest.Start(t) }

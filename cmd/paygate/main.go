@@ -106,7 +106,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 		return cannotStart(stderr, err)
 	}
 	logger.Info("paygate running", zap.String("listen", a.addr), zap.String("admin_listen", a.adminAddr),
-		zap.Bool("sandbox", cfg.Sandbox.Enabled), zap.Bool("embedded_store", a.store.Embedded()))
+		zap.Bool("sandbox", cfg.Sandbox.Enabled), zap.Bool("embedded_store", a.store.Embedded()), zap.Bool("postgres_ledger", a.ledger != nil))
 
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)

@@ -24,6 +24,8 @@ func TestComposeConfigChecks(t *testing.T) {
 	if err := os.Symlink(sandbox, filepath.Join(dir, "sandbox")); err != nil {
 		t.Fatal(err)
 	}
+	// compose.yaml sets the ledger's DSN in the environment.
+	t.Setenv("PAYGATE_PG_DSN", "postgres://paygate:paygate-sandbox@postgres:5432/paygate?sslmode=disable")
 	var out, errb bytes.Buffer
 	if code := run([]string{"config", "check", "-config", filepath.Join(dir, "config.yaml")}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d:\n%s%s", code, out.String(), errb.String())

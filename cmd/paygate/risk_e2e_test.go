@@ -11,25 +11,35 @@ import (
 )
 
 // Risk rules through the whole binary's wiring, on Redis and on the
-// embedded store: a refusal is 403 with nothing created, the metric and the
-// status page show the rule, and a reload changes the limit.
+// embedded store, and with the PostgreSQL ledger (counters in Redis): a
+// refusal is 403 with nothing created, a replay is neither judged nor
+// counted, the metric and the status page show the rule, and a reload
+// changes the limit.
 func TestRiskEndToEnd(t *testing.T) {
-	t.Run("redis", func(t *testing.T) { testRiskEndToEnd(t, storetest.Redis(t).Addr()) })
-	t.Run("embedded", func(t *testing.T) { testRiskEndToEnd(t, "") })
+	t.Run("redis", func(t *testing.T) { testRiskEndToEnd(t, e2eOpts{redisAddr: storetest.Redis(t).Addr()}) })
+	t.Run("embedded", func(t *testing.T) { testRiskEndToEnd(t, e2eOpts{}) })
+	t.Run("ledger", func(t *testing.T) {
+		testRiskEndToEnd(t, e2eOpts{redisAddr: storetest.Redis(t).Addr(), pgDSN: newPG(t).NewDatabase(t)})
+	})
 }
 
-func testRiskEndToEnd(t *testing.T, redisAddr string) {
+func testRiskEndToEnd(t *testing.T, o e2eOpts) {
 	const rules = `
 risk:
   rules:
     - name: per-payer
       limit: {count: 2, per: 1m, by: payer.openid}
 `
-	path := writeConfig(t, e2eOpts{redisAddr: redisAddr, extra: rules})
+	o.extra = rules
+	path := writeConfig(t, o)
 	g := startFrom(t, path, options{notifyPoll: 20 * time.Millisecond, noWatch: true})
 	site := newMerchantSite(t)
 	g.mustCreate("risk-1", 100, "qr", site.url())
 	g.mustCreate("risk-2", 100, "qr", site.url())
+	// A replay is answered, not judged, and not counted.
+	if r := g.create("risk-2", 100, "qr", site.url()); r.Status != 200 || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay: %d %s", r.Status, r.Body)
+	}
 	r := g.create("risk-3", 100, "qr", site.url())
 	if r.Status != 403 || !strings.Contains(string(r.Body), `"risk_rejected"`) || strings.Contains(string(r.Body), "per-payer") {
 		t.Fatalf("third create from one payer: %d %s", r.Status, r.Body)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/paygate/paygate/config"
 )
@@ -79,6 +82,23 @@ func TestServeCannotStart(t *testing.T) {
 		{"unreachable redis", func(t *testing.T) string {
 			return writeConfig(t, e2eOpts{redisAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))})
 		}, []string{"store: open 127.0.0.1:", "connection refused"}},
+		{"unreachable postgres", func(t *testing.T) string {
+			return writeConfig(t, e2eOpts{pgDSN: fmt.Sprintf("postgres://paygate@127.0.0.1:%d/paygate?sslmode=disable", freePort(t))})
+		}, []string{"store.postgres: ledger: open", "connection refused"}},
+		{"failed migration", func(t *testing.T) string {
+			// A database migrated by a newer paygate: this binary refuses it.
+			dsn := newPG(t).NewDatabase(t)
+			conn, err := pgx.Connect(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			if _, err := conn.Exec(context.Background(), `CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL,
+				applied_at timestamptz NOT NULL DEFAULT now()); INSERT INTO schema_migrations (version, name) VALUES (999, 'future')`); err != nil {
+				t.Fatal(err)
+			}
+			return writeConfig(t, e2eOpts{pgDSN: dsn})
+		}, []string{"store.postgres: ledger: ", "999"}},
 		{"bad channel key", func(t *testing.T) string {
 			path := writeConfig(t, e2eOpts{})
 			bad := filepath.Join(t.TempDir(), "bad.pem")
