@@ -171,6 +171,17 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	rf := spec.check(t, "refund", g.send("POST", "/v1/payments/"+paidID+"/refunds", rb, true, nil), 201, true)
 	spec.check(t, "refund replay", g.send("POST", "/v1/payments/"+paidID+"/refunds", rb, true, nil), 200, true)
 	spec.check(t, "get refund", g.send("GET", "/v1/refunds/"+rf["refund_id"].(string), nil, true, nil), 200, true)
+	spec.check(t, "get refund by out_refund_no", g.send("GET", "/v1/refunds?out_refund_no=oa-rf-1", nil, true, nil), 200, true)
+	spec.check(t, "list refunds", g.send("GET", "/v1/payments/"+paidID+"/refunds", nil, true, nil), 200, true)
+	list := spec.check(t, "list payments", g.send("GET", "/v1/payments?limit=2", nil, true, nil), 200, true)
+	if data, _ := list["data"].([]any); len(data) != 2 || list["has_more"] != true {
+		t.Errorf("list payments: want 2 and has_more, got %v", list)
+	}
+	spec.check(t, "list payments filtered", g.send("GET", "/v1/payments?status=succeeded&created_gte=2000-01-01T00:00:00Z", nil, true, nil), 200, true)
+	e = errorOf(spec.check(t, "400 list limit", g.send("GET", "/v1/payments?limit=101", nil, true, nil), 400, false))
+	if e["code"] != "invalid_request" || e["param"] != "limit" {
+		t.Errorf("400 list limit: %v", e)
+	}
 	e = errorOf(spec.check(t, "refund conflict", g.send("POST", "/v1/payments/"+paidID+"/refunds", []byte(`{"out_refund_no":"oa-rf-1","amount":300}`), true, nil), 409, true))
 	if e["code"] != "out_refund_no_conflict" {
 		t.Errorf("refund conflict: %v", e)
