@@ -128,8 +128,11 @@ func TestOpenModelAgainstAStallingGateway(t *testing.T) {
 			t.Fatalf("offered rate %v, want 100 whatever the gateway does", s.AchievedRate)
 		}
 	}
-	if slow.Latency.P50 < 300 || slow.Latency.P50 <= fast.Latency.P50 {
-		t.Fatalf("latency did not grow with the stall: fast p50 %v, slow p50 %v", fast.Latency.P50, slow.Latency.P50)
+	// Every stalled request takes at least 300 ms from its scheduled start,
+	// so its median does too. (No comparison with the fast run: on a busy
+	// machine the fast run's own latency can be anything.)
+	if slow.Latency.P50 < 300 {
+		t.Fatalf("latency did not show the stall: fast p50 %v, slow p50 %v", fast.Latency.P50, slow.Latency.P50)
 	}
 
 	capped := testConfig(g.url)

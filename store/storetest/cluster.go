@@ -36,7 +36,8 @@ func Cluster(t testing.TB, n int) []string {
 		addrs[i] = nodes[i].Addr()
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Generous: on a loaded 2-core machine the nodes' handshakes take long.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
@@ -44,7 +45,7 @@ func Cluster(t testing.TB, n int) []string {
 		t.Fatalf("storetest: redis-cli --cluster create: %v\n%s", err, out)
 	}
 
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for _, a := range addrs {
 		for {
 			info, err := do(a, "CLUSTER", "INFO")
