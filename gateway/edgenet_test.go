@@ -118,6 +118,26 @@ func TestMerchantListenerTLS(t *testing.T) {
 	}
 }
 
+// A reload that turns TLS on for a listener started without it is refused:
+// the listener cannot change, and accepting it would report TLS while the
+// merchant API stays plain HTTP.
+func TestReloadCannotTurnTLSOn(t *testing.T) {
+	dir := t.TempDir()
+	writeCert(t, dir, 1)
+	cfg := testConfig(t, "http://127.0.0.1:1")
+	in := startInstance(t, cfg, "")
+	on := *cfg
+	on.Server.TLS.CertFile, on.Server.TLS.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := in.srv.Reload(&on); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("turning TLS on by reload: %v, want a refusal that says it needs a restart", err)
+	}
+	// The listener still speaks plain HTTP, as the refusal says.
+	addr := strings.TrimPrefix(in.url, "http://")
+	if got := rawExchange(t, addr, probe); !strings.Contains(got, "missing_auth") {
+		t.Fatalf("plain HTTP after the refused reload: %q", got)
+	}
+}
+
 // requestClients returns the client field of every request log line.
 func requestClients(logs *observer.ObservedLogs) []string {
 	var out []string

@@ -184,6 +184,10 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 		return nil, fmt.Errorf("server.trusted_proxies%w", err)
 	}
 	switch {
+	case cfg.Server.TLS.Enabled() && !s.cfg.TLS.Enabled():
+		// Accepting it would change nothing on the wire while a derived
+		// public_url turned https (channel callbacks to a plain listener).
+		return nil, errors.New("server.tls: the listener serves plain HTTP; turning TLS on needs a restart")
 	case cfg.Server.TLS.Enabled():
 		c, err := tls.LoadX509KeyPair(cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile)
 		if err != nil {
