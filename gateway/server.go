@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,13 @@ type Server struct {
 
 	snap atomic.Pointer[snapshot]
 	http *fasthttp.Server
+
+	// serveMu orders Serve and Shutdown: fasthttp's Shutdown only closes
+	// listeners its Serve has registered, so a Shutdown that ran first
+	// would leave a later Serve accepting forever.
+	serveMu  sync.Mutex
+	serveLn  net.Listener // the listener Serve is serving, once it is
+	shutDown bool
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
@@ -324,11 +332,36 @@ func (s *Server) Serve(ln net.Listener) error {
 	// limit the proxy, not a client. With the PROXY protocol each connection
 	// is counted under the client the header names.
 	cl.exempt = trusted
-	return s.http.Serve(cl)
+	s.serveMu.Lock()
+	if s.shutDown {
+		s.serveMu.Unlock()
+		cl.Close()
+		return nil
+	}
+	s.serveLn = cl
+	s.serveMu.Unlock()
+	err := s.http.Serve(cl)
+	s.serveMu.Lock()
+	defer s.serveMu.Unlock()
+	if s.shutDown {
+		return nil // closed by Shutdown, perhaps before fasthttp registered it
+	}
+	return err
 }
 
 // Shutdown stops accepting, waits for in-flight requests (bounded by ctx).
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+// A Serve that has not started yet returns at once when it does.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.serveMu.Lock()
+	s.shutDown = true
+	ln := s.serveLn
+	s.serveMu.Unlock()
+	err := s.http.ShutdownWithContext(ctx)
+	if ln != nil {
+		ln.Close() // a no-op when fasthttp had registered and closed it
+	}
+	return err
+}
 
 // requestID returns a process-unique, cross-instance-unique request id.
 func (s *Server) requestID() string {
