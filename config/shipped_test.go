@@ -22,7 +22,7 @@ func TestShippedConfig(t *testing.T) {
 		"alipay-platform.pub.pem", "bank-merchant.pem", "bank-root-ca.pem",
 	} {
 		if _, err := os.Stat(filepath.Join(root, "sandbox", "keys", k)); err != nil {
-			t.Skipf("sandbox test key %s is not there yet (it ships with the channel packages): %v", k, err)
+			t.Fatalf("sandbox test key %s is missing: the shipped config cannot start without it: %v", k, err)
 		}
 	}
 	cfg, err := Load(filepath.Join(root, "config.yaml"))

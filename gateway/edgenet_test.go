@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/paygate/paygate/config"
+	"github.com/paygate/paygate/gateway"
 )
 
 // writeCert writes a fresh self-signed certificate for 127.0.0.1 with the
@@ -115,6 +116,26 @@ func TestMerchantListenerTLS(t *testing.T) {
 	off.Server.TLS.CertFile, off.Server.TLS.KeyFile = "", ""
 	if err := in.srv.Reload(&off); err == nil || !strings.Contains(err.Error(), "restart") {
 		t.Fatalf("turning TLS off by reload: %v", err)
+	}
+}
+
+// A reload that turns TLS on for a listener started without it is refused:
+// the listener cannot change, and accepting it would report TLS while the
+// merchant API stays plain HTTP.
+func TestReloadCannotTurnTLSOn(t *testing.T) {
+	dir := t.TempDir()
+	writeCert(t, dir, 1)
+	cfg := testConfig(t, "http://127.0.0.1:1")
+	in := startInstance(t, cfg, "")
+	on := *cfg
+	on.Server.TLS.CertFile, on.Server.TLS.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := in.srv.Reload(&on); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("turning TLS on by reload: %v, want a refusal that says it needs a restart", err)
+	}
+	// The listener still speaks plain HTTP, as the refusal says.
+	addr := strings.TrimPrefix(in.url, "http://")
+	if got := rawExchange(t, addr, probe); !strings.Contains(got, "missing_auth") {
+		t.Fatalf("plain HTTP after the refused reload: %q", got)
 	}
 }
 
@@ -334,5 +355,37 @@ func TestProxyProtocolThenTLS(t *testing.T) {
 	}
 	if clients := strings.Join(requestClients(logs), " "); clients != "192.0.2.44" {
 		t.Errorf("request lines name clients %q", clients)
+	}
+}
+
+// A Shutdown that comes before Serve (a stop right after start) makes Serve
+// return at once instead of accepting forever: fasthttp's own Shutdown only
+// closes the listeners its Serve has already registered.
+func TestShutdownBeforeServe(t *testing.T) {
+	cfg := testConfig(t, "http://127.0.0.1:1")
+	in := startInstance(t, cfg, "")
+	rawExchange(t, strings.TrimPrefix(in.url, "http://"), probe) // the harness's own Serve is running
+	srv, err := gateway.New(cfg, in.st, in.router, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve after Shutdown: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		ln.Close()
+		<-done
+		t.Fatal("Serve after Shutdown kept accepting")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,13 @@ type Server struct {
 
 	snap atomic.Pointer[snapshot]
 	http *fasthttp.Server
+
+	// serveMu orders Serve and Shutdown: fasthttp's Shutdown only closes
+	// listeners its Serve has registered, so a Shutdown that ran first
+	// would leave a later Serve accepting forever.
+	serveMu  sync.Mutex
+	serveLn  net.Listener // the listener Serve is serving, once it is
+	shutDown bool
 
 	reqPrefix string
 	reqSeq    atomic.Uint64
@@ -184,6 +192,10 @@ func (s *Server) Prepare(cfg *config.Config) (commit func(), err error) {
 		return nil, fmt.Errorf("server.trusted_proxies%w", err)
 	}
 	switch {
+	case cfg.Server.TLS.Enabled() && !s.cfg.TLS.Enabled():
+		// Accepting it would change nothing on the wire while a derived
+		// public_url turned https (channel callbacks to a plain listener).
+		return nil, errors.New("server.tls: the listener serves plain HTTP; turning TLS on needs a restart")
 	case cfg.Server.TLS.Enabled():
 		c, err := tls.LoadX509KeyPair(cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile)
 		if err != nil {
@@ -320,11 +332,36 @@ func (s *Server) Serve(ln net.Listener) error {
 	// limit the proxy, not a client. With the PROXY protocol each connection
 	// is counted under the client the header names.
 	cl.exempt = trusted
-	return s.http.Serve(cl)
+	s.serveMu.Lock()
+	if s.shutDown {
+		s.serveMu.Unlock()
+		cl.Close()
+		return nil
+	}
+	s.serveLn = cl
+	s.serveMu.Unlock()
+	err := s.http.Serve(cl)
+	s.serveMu.Lock()
+	defer s.serveMu.Unlock()
+	if s.shutDown {
+		return nil // closed by Shutdown, perhaps before fasthttp registered it
+	}
+	return err
 }
 
 // Shutdown stops accepting, waits for in-flight requests (bounded by ctx).
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+// A Serve that has not started yet returns at once when it does.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.serveMu.Lock()
+	s.shutDown = true
+	ln := s.serveLn
+	s.serveMu.Unlock()
+	err := s.http.ShutdownWithContext(ctx)
+	if ln != nil {
+		ln.Close() // a no-op when fasthttp had registered and closed it
+	}
+	return err
+}
 
 // requestID returns a process-unique, cross-instance-unique request id.
 func (s *Server) requestID() string {

@@ -268,6 +268,8 @@ rules:
 		{"blocked range", "203.0.113.200", "", payment.MethodQR, "blocked"},
 		{"mapped v4 in blocked range", "::ffff:203.0.113.9", "", payment.MethodQR, "blocked"},
 		{"blocked v6", "2001:db8::1", "", payment.MethodQR, "blocked"},
+		{"zoned v6 in blocked range", "2001:db8::1%eth0", "", payment.MethodQR, "blocked"},
+		{"zoned mapped v4 in blocked range", "::ffff:203.0.113.9%1", "", payment.MethodQR, "blocked"},
 		{"blocked openid", "", "o-fraud-1", payment.MethodWechatJSAPI, "blocked"},
 		{"method out of scope", "203.0.113.200", "", payment.MethodAlipayQR, ""},
 		{"other address", "203.0.114.1", "o-good", payment.MethodQR, ""},
@@ -286,6 +288,25 @@ rules:
 	}
 	if *ex.Rules[0].Used != 2 {
 		t.Fatalf("merchant window holds %d, want 2 (blocked creates are not counted)", *ex.Rules[0].Used)
+	}
+}
+
+// TestZoneIsNotAnotherPayer: an IPv6 zone ("%eth0") is accepted by the
+// address parser but says nothing about the payer; varying it must not give
+// a payer a fresh counter.
+func TestZoneIsNotAnotherPayer(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, `
+rules:
+  - name: per-ip
+    limit: {count: 2, per: 1m, by: payer.client_ip}
+`)
+	ctx := context.Background()
+	for i, ip := range []string{"2001:db8::7", "2001:db8::7%a", "2001:db8::7%b"} {
+		err := f.eng.Check(ctx, nil, req(ip))
+		if want := i >= 2; (rejectedBy(err) == "per-ip") != want {
+			t.Fatalf("create %d from %s: %v, refused want %v", i+1, ip, err, want)
+		}
 	}
 }
 

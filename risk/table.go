@@ -145,7 +145,10 @@ type verdict struct {
 // rules (in config order).
 func (t *Table) judge(req Request) []verdict {
 	ip, ipErr := netip.ParseAddr(req.ClientIP)
-	ip = ip.Unmap()
+	// A zone ("%eth0") names an interface of the sender, not the payer:
+	// Prefix.Contains never matches a zoned address, and a zone in the
+	// counter key would give each spelling its own window.
+	ip = ip.Unmap().WithZone("")
 	out := make([]verdict, len(t.rules))
 	for i, r := range t.rules {
 		v := verdict{r: r}
