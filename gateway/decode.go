@@ -386,8 +386,11 @@ func (r *createPaymentRequest) validate(currencies map[string]bool) error {
 			return invalid("payer.openid", "must be at most 128 characters")
 		}
 		if r.Payer.ClientIP != "" {
-			if _, err := netip.ParseAddr(r.Payer.ClientIP); err != nil {
-				return invalid("payer.client_ip", "must be an IP address")
+			// A zone ("fe80::1%eth0") names an interface of the sender's
+			// host, not a payer: refused, so that no spelling of one
+			// address can pass for another payer in risk rules.
+			if a, err := netip.ParseAddr(r.Payer.ClientIP); err != nil || a.Zone() != "" {
+				return invalid("payer.client_ip", "must be an IP address without a zone")
 			}
 		}
 	}

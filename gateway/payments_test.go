@@ -151,6 +151,7 @@ func TestCreatePaymentValidation(t *testing.T) {
 		{"expire_in high", `{` + valid + `,"expire_in":86401}`, 400, "invalid_request", "expire_in"},
 		{"jsapi without openid", strings.Replace(`{`+valid+`}`, `"qr"`, `"wechat_jsapi"`, 1), 400, "invalid_request", "payer.openid"},
 		{"client_ip", `{` + valid + `,"payer":{"client_ip":"not-an-ip"}}`, 400, "invalid_request", "payer.client_ip"},
+		{"client_ip zone", `{` + valid + `,"payer":{"client_ip":"fe80::1%eth0"}}`, 400, "invalid_request", "payer.client_ip"},
 		{"metadata value type", `{` + valid + `,"metadata":{"a":1}}`, 400, "invalid_request", "metadata.a: must be a string"},
 		{"metadata too long", `{` + valid + `,"metadata":{"a":"` + strings.Repeat("x", 257) + `"}}`, 400, "invalid_request", "metadata.a"},
 		{"metadata key too long", `{` + valid + `,"metadata":{"` + strings.Repeat("k", 65) + `":"x"}}`, 400, "invalid_request", "metadata." + strings.Repeat("k", 64) + "..."},
