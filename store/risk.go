@@ -93,21 +93,26 @@ local function usage(key, lo, prune)
 end
 `
 
-// scRiskCheck: KEYS nonce, out_trade_no index, then one counter per limit.
-// ARGV ttl (empty: no nonce; otherwise only its presence matters), block
-// ("1": refuse), then per limit: max, add, bucket, lowest bucket of the
-// window, ttl ms. Every limit is checked before any is counted, so a
-// refused create consumes no window.
+// scRiskCheck: KEYS nonce, out_trade_no index, the nonce's "counted" mark,
+// then one counter per limit. ARGV ttl (empty: no nonce; otherwise the
+// mark's TTL in ms), block ("1": refuse), then per limit: max, add, bucket,
+// lowest bucket of the window, ttl ms. Every limit is checked before any is
+// counted, so a refused create consumes no window. A count marks the nonce:
+// a second copy of the same signed request arriving before the create
+// claimed the nonce is the same create, so it passes uncounted (one of the
+// two then fails its nonce claim).
 var scRiskCheck = redis.NewScript(luaRiskUsage + `
 if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then return {'replay'} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'exists'} end
+if ARGV[1] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then return {'exists'} end
 if ARGV[2] == '1' then return {'refused', 0} end
-for i = 3, #KEYS do
-  local a = 3 + (i - 3) * 5
-  if usage(KEYS[i], ARGV[a + 3], true) + tonumber(ARGV[a + 1]) > tonumber(ARGV[a]) then return {'refused', i - 2} end
+for i = 4, #KEYS do
+  local a = 3 + (i - 4) * 5
+  if usage(KEYS[i], ARGV[a + 3], true) + tonumber(ARGV[a + 1]) > tonumber(ARGV[a]) then return {'refused', i - 3} end
 end
-for i = 3, #KEYS do
-  local a = 3 + (i - 3) * 5
+if ARGV[1] ~= '' then redis.call('SET', KEYS[3], '1', 'PX', ARGV[1]) end
+for i = 4, #KEYS do
+  local a = 3 + (i - 4) * 5
   redis.call('HINCRBY', KEYS[i], ARGV[a + 2], ARGV[a + 1])
   redis.call('HINCRBY', KEYS[i], 'sum', ARGV[a + 1])
   local cur = tonumber(redis.call('HGET', KEYS[i], 'lo'))
@@ -144,8 +149,9 @@ func (s *Store) riskArgs(merchant string, l RiskLimit, now time.Time) (key strin
 // atomic script (one round trip), in this order:
 //
 //   - n (if not nil) already claimed: ErrNonceReplayed; nothing done.
-//   - the merchant's outTradeNo already indexed: RiskExists; nothing done
-//     (an idempotent replay is not judged or counted again).
+//   - the merchant's outTradeNo already indexed, or n already counted by
+//     an earlier check (a copy of the same signed request racing it):
+//     RiskExists; nothing done (one create is not judged or counted twice).
 //   - block set: RiskRefused (Limit -1), nothing counted.
 //   - any limit without room for its Add: RiskRefused naming the first
 //     one, nothing counted.
@@ -169,7 +175,11 @@ func (s *Store) RiskCheck(ctx context.Context, n *Nonce, merchant, outTradeNo st
 	if block {
 		flag = "1"
 	}
-	keys := []string{nk, s.k.outTradeNo(merchant, outTradeNo)}
+	mark := s.k.riskNonce(merchant, "")
+	if n != nil {
+		mark = s.k.riskNonce(merchant, n.Value)
+	}
+	keys := []string{nk, s.k.outTradeNo(merchant, outTradeNo), mark}
 	args := []any{ttl, flag}
 	for _, l := range limits {
 		key, b, lo, kttl, err := s.riskArgs(merchant, l, now)

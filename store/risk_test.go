@@ -147,6 +147,18 @@ func testRiskNonce(t *testing.T, e env) {
 	if u, err := s.RiskUsage(ctx, m, []RiskLimit{fresh}, t0); err != nil || u[0] != 0 {
 		t.Fatalf("a replayed nonce was counted: %v %v", u, err)
 	}
+	// A copy of a counted request whose nonce is not claimed yet (the two
+	// raced; the create claims the nonce after the check) is the same
+	// create: it passes without being counted again.
+	n3 := newNonce(m)
+	for i, want := range []RiskOutcome{RiskCounted, RiskExists} {
+		if r, err := s.RiskCheck(ctx, n3, m, "o-4", false, []RiskLimit{fresh}, t0); err != nil || r.Outcome != want {
+			t.Fatalf("copy %d of one request: %+v, %v; want %v", i, r, err, want)
+		}
+	}
+	if u, err := s.RiskUsage(ctx, m, []RiskLimit{fresh}, t0); err != nil || u[0] != 1 {
+		t.Fatalf("one request counted %v times (%v), want 1", u, err)
+	}
 }
 
 // testRiskConcurrent: twenty creates at once, from two stores (two gateway
