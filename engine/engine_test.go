@@ -341,3 +341,33 @@ func TestReconcilerResolvesAmbiguousByQuery(t *testing.T) {
 		t.Fatalf("observed finished %v, resolved %v", fin, resolved)
 	}
 }
+
+// A failover whose compare-and-set loses to a concurrent change (a callback,
+// the reconciler) keeps the first attempt's "not created" outcome on the
+// fresh copy; else the record would show an attempt without an outcome.
+func TestFailoverKeepsOutcomeOnConflict(t *testing.T) {
+	var cs *conflicting
+	v := newEnv(t, func(st *store.Store) engine.Store {
+		cs = &conflicting{Store: st, change: func(r *payment.Record) { r.CloseRequested = true }}
+		return cs
+	})
+	v.a.create = func() (*adapters.CreateResult, error) {
+		cs.n = 1 // the failover's save loses once
+		return nil, unavailable("a")
+	}
+	res, err := v.e.CreatePayment(context.Background(), createReq("fo-cas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.lost != 1 {
+		t.Fatalf("conflicts lost: %d, want 1", cs.lost)
+	}
+	got, err := v.st.GetPayment(context.Background(), nil, "m1", res.Payment.PaymentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Channel != "b" || !got.CloseRequested || len(got.Attempts) != 2 ||
+		got.Attempts[0].Outcome != payment.OutcomeNotCreated || got.Attempts[1].Outcome != payment.OutcomeCreated {
+		t.Fatalf("stored after the retried failover: channel %s close %v attempts %+v", got.Channel, got.CloseRequested, got.Attempts)
+	}
+}

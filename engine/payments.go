@@ -174,6 +174,10 @@ func (e *Engine) createAtChannels(reqCtx context.Context, table *routing.Table, 
 		return store.Change{SweepAt: e.now().Add(e.sweepDelay(0))}
 	}
 	var lastErr error
+	// notCreated records the previous attempt's "not created" outcome. It
+	// is applied to rec at once and again inside the failover's save, so
+	// that a compare-and-set retried on a fresh copy keeps it.
+	notCreated := func(*payment.Record) {}
 	for i, chID := range eligible {
 		if i > 0 {
 			if dl, ok := reqCtx.Deadline(); ok && dl.Sub(e.now()) < e.channelTimeout(table, chID) {
@@ -182,6 +186,7 @@ func (e *Engine) createAtChannels(reqCtx context.Context, table *routing.Table, 
 			e.router.RecordFailover(eligible[i-1], chID)
 			e.obs.Failover(eligible[i-1], chID)
 			if err := save(func(r *payment.Record) {
+				notCreated(r)
 				r.Channel = chID
 				r.Attempts = append(r.Attempts, payment.Attempt{Channel: chID, At: e.stamp()})
 			}, sweepSoon); err != nil {
@@ -192,7 +197,12 @@ func (e *Engine) createAtChannels(reqCtx context.Context, table *routing.Table, 
 		ch, ok := table.Channel(chID)
 		if !ok {
 			lastErr = &adapters.Error{Channel: chID, Op: "create", Kind: adapters.KindUnavailable, Code: "not_configured"}
-			rec.Attempts[idx].Outcome = payment.OutcomeNotCreated
+			notCreated = func(r *payment.Record) {
+				if len(r.Attempts) > idx {
+					r.Attempts[idx].Outcome = payment.OutcomeNotCreated
+				}
+			}
+			notCreated(rec)
 			continue
 		}
 		start := e.now()
@@ -230,7 +240,8 @@ func (e *Engine) createAtChannels(reqCtx context.Context, table *routing.Table, 
 		ce, _ := adapters.AsError(err)
 		switch {
 		case ce != nil && ce.NotCreated():
-			attempt(payment.OutcomeNotCreated)(rec)
+			notCreated = attempt(payment.OutcomeNotCreated)
+			notCreated(rec)
 			continue
 		case ce == nil || ce.Ambiguous():
 			if err := save(attempt(payment.OutcomeAmbiguous), sweepSoon); err != nil {
