@@ -77,9 +77,10 @@ header p{color:#555}
 {{range .Rules}}<tr><td>{{.Name}}</td><td>{{.Match}}</td><td>{{summary .Channels}}</td></tr>
 {{end}}</tbody></table>
 <h2>Risk rules</h2>
-<table id="risk"><thead><tr><th>rule</th><th>kind</th><th>when</th><th>what</th></tr></thead><tbody>
-{{range .Risk}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td>{{.When}}</td><td>{{.What}}</td></tr>
-{{else}}<tr><td colspan="4">none</td></tr>
+<p>Thresholds and blocklists are not shown here (this page needs no token); <code>/admin/risk/explain</code> shows them.</p>
+<table id="risk"><thead><tr><th>rule</th><th>kind</th><th>when</th></tr></thead><tbody>
+{{range .Risk}}<tr><td>{{.Name}}</td><td>{{.Kind}}</td><td>{{.When}}</td></tr>
+{{else}}<tr><td colspan="3">none</td></tr>
 {{end}}</tbody></table>
 <h2>Configuration</h2>
 {{with .Reload}}{{if .At.IsZero}}<p id="reload">no reload since start</p>{{else if .OK}}<p id="reload">last reload {{when .At}}: ok</p>{{else}}<p id="reload">last reload {{when .At}}: refused: {{.Error}}</p>{{end}}{{end}}
