@@ -59,7 +59,7 @@ func parsePaymentQuery(args *fasthttp.Args) (store.PaymentQuery, error) {
 		bad  error
 		seen = map[string]bool{}
 	)
-	args.VisitAll(func(k, v []byte) {
+	visit := func(k, v []byte) {
 		if bad != nil {
 			return
 		}
@@ -104,7 +104,10 @@ func parsePaymentQuery(args *fasthttp.Args) (store.PaymentQuery, error) {
 		default:
 			bad = invalid(key, "unknown query parameter")
 		}
-	})
+	}
+	for k, v := range args.All() {
+		visit(k, v)
+	}
 	return q, bad
 }
 

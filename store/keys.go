@@ -51,7 +51,7 @@ func (k keyspace) sweep(m string) string            { return k.base(m) + "sweep"
 func (k keyspace) sweepAttempts(m string) string    { return k.base(m) + "sweep:att" }
 func (k keyspace) throttle(m, key string) string    { return k.base(m) + "th:" + key }
 func (k keyspace) risk(m, id string) string         { return k.base(m) + "rk:" + id }
-func (k keyspace) riskNonce(m, v string) string    { return k.base(m) + "rkn:" + v }
+func (k keyspace) riskNonce(m, v string) string     { return k.base(m) + "rkn:" + v }
 func (k keyspace) paymentMerchant(id string) string { return k.prefix + ":pm:" + id }
 func (k keyspace) healthBase(channel string) string { return k.prefix + ":{h:" + channel + "}:" }
 func (k keyspace) health(channel string, b int64) string {
