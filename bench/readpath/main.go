@@ -86,13 +86,15 @@ func main() {
 		for k, t := range []struct {
 			name, port string
 			procs      []*exec.Cmd
-		}{{"gateway", gw, []*exec.Cmd{gateway, redis}}, {"proxy", proxy, []*exec.Cmd{proxyP, b.byName("upstream")}}} {
+			parts      [2]string
+		}{{"gateway", gw, []*exec.Cmd{gateway, redis}, [2]string{"gateway", "redis"}},
+			{"proxy", proxy, []*exec.Cmd{proxyP, b.byName("upstream")}, [2]string{"proxy", "upstream"}}} {
 			if *profile != "" && i == 0 && t.name == "gateway" {
 				go fetchProfile("http://127.0.0.1:"+admin, *duration, *profile)
 			}
 			res[k] = b.load(paygate, *loadCPU, t.port, id, *rate, *inflight, *duration, t.procs)
-			fmt.Printf("round %d %-8s %8.0f req/s  %5.1f µs server CPU per request  (p50 %.2f ms, p99 %.2f ms, %d not sent, non-200 %d)\n",
-				i+1, t.name, res[k].rps, res[k].cpuPerReq, res[k].p50, res[k].p99, res[k].notSent, res[k].bad)
+			fmt.Printf("round %d %-8s %8.0f req/s  server CPU per request %5.1f µs (%s %.1f + %s %.1f)  p50 %.2f ms  p99 %.2f ms  not sent %d  non-200 %d\n",
+				i+1, t.name, res[k].rps, res[k].cpuPerReq, t.parts[0], res[k].cpu1, t.parts[1], res[k].cpu2, res[k].p50, res[k].p99, res[k].notSent, res[k].bad)
 		}
 		ratios = append(ratios, res[0].rps/res[1].rps)
 		fmt.Printf("round %d ratio gateway/proxy %.2f\n", i+1, ratios[i])
@@ -142,13 +144,14 @@ func (b *bench) stop() {
 
 type result struct {
 	rps, cpuPerReq, p50, p99 float64
+	cpu1, cpu2               float64 // the two server processes apart (gateway, redis; proxy, upstream)
 	notSent, bad             int64
 }
 
 // load runs paygate load against 127.0.0.1:port and measures the CPU the
 // server processes used meanwhile.
 func (b *bench) load(paygate, cpu, port, id string, rate, inflight int, d time.Duration, procs []*exec.Cmd) result {
-	before := cpuOf(procs)
+	before := []time.Duration{cpuOf(procs[:1]), cpuOf(procs[1:])}
 	var out bytes.Buffer
 	cmd := exec.Command("taskset", "-c", cpu, paygate, "load", "-target", "http://127.0.0.1:"+port,
 		"-merchant", merchant, "-secret", secret, "-get-id", id, "-rate", strconv.Itoa(rate),
@@ -160,12 +163,15 @@ func (b *bench) load(paygate, cpu, port, id string, rate, inflight int, d time.D
 	if err != nil && !errors.As(err, &ee) { // a non-zero exit still has its summary
 		log.Fatal(err)
 	}
-	used := cpuOf(procs) - before
+	used := []time.Duration{cpuOf(procs[:1]) - before[0], cpuOf(procs[1:]) - before[1]}
 	var s struct {
 		DurationS float64          `json:"duration_s"`
 		NotSent   int64            `json:"not_sent"`
 		Status    map[string]int64 `json:"status"`
-		Latency   struct{ P50, P99 float64 }
+		Latency   struct {
+			P50 float64 `json:"p50"`
+			P99 float64 `json:"p99"`
+		} `json:"latency_ms"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
 		log.Fatalf("paygate load: %v: %s%s", err, out.String(), progress.String())
@@ -177,7 +183,8 @@ func (b *bench) load(paygate, cpu, port, id string, rate, inflight int, d time.D
 			bad += n
 		}
 	}
-	return result{rps: float64(ok) / s.DurationS, cpuPerReq: used.Seconds() * 1e6 / float64(max(ok, 1)),
+	perReq := func(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(max(ok, 1)) }
+	return result{rps: float64(ok) / s.DurationS, cpuPerReq: perReq(used[0] + used[1]), cpu1: perReq(used[0]), cpu2: perReq(used[1]),
 		p50: s.Latency.P50, p99: s.Latency.P99, notSent: s.NotSent, bad: bad}
 }
 
