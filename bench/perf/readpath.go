@@ -1,7 +1,7 @@
-// Command readpath compares paygate's read path with a bare reverse-proxy
-// hop on the same cores, in the same run:
+// readpath compares paygate's read path with a bare reverse-proxy hop on
+// the same cores, in the same run:
 //
-//	go run ./bench/readpath [-duration 10s] [-rounds 3]
+//	go run ./bench/perf readpath [-duration 10s] [-rounds 3]
 //
 // It builds paygate and bench/proxyhop, starts a redis-server on a free
 // loopback port and a sandbox gateway whose store is that redis-server, and
@@ -12,6 +12,7 @@
 // forwards them to an upstream answering a 300-byte JSON), and prints each
 // side's requests per second, the server processes' CPU per request
 // (/proc/PID/stat) and the ratio gateway / proxy.
+
 package main
 
 import (
@@ -22,53 +23,38 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/paygate/paygate/gateway/client"
 )
 
-const (
-	merchant = "bench"
-	secret   = "bench-readpath-secret-0123456789abcdef"
+func readpath(args []string) {
+	fs := flag.NewFlagSet("readpath", flag.ExitOnError)
+	duration := fs.Duration("duration", 10*time.Second, "length of each load run")
+	rounds := fs.Int("rounds", 3, "gateway and proxy runs, alternated")
+	rate := fs.Int("rate", 40000, "offered requests per second (above what either side serves)")
+	inflight := fs.Int("max-inflight", 256, "requests in flight at most")
+	serverCPU := fs.String("server-cpu", "0", "taskset CPU list of the server processes")
+	loadCPU := fs.String("load-cpu", "1", "taskset CPU list of the load generator")
+	logLevel := fs.String("log-level", "info", "the gateway's log.level")
+	profile := fs.String("profile", "", "write a CPU profile of the gateway during its first run to this file (pprof on the admin listener)")
+	fs.Parse(args)
 
-	adminToken = "bench-admin-token-0123456789"
-)
-
-func main() {
-	duration := flag.Duration("duration", 10*time.Second, "length of each load run")
-	rounds := flag.Int("rounds", 3, "gateway and proxy runs, alternated")
-	rate := flag.Int("rate", 40000, "offered requests per second (above what either side serves)")
-	inflight := flag.Int("max-inflight", 256, "requests in flight at most")
-	serverCPU := flag.String("server-cpu", "0", "taskset CPU list of the server processes")
-	loadCPU := flag.String("load-cpu", "1", "taskset CPU list of the load generator")
-	logLevel := flag.String("log-level", "info", "the gateway's log.level")
-	profile := flag.String("profile", "", "write a CPU profile of the gateway during its first run to this file (pprof on the admin listener)")
-	flag.Parse()
-	log.SetFlags(0)
-	log.SetPrefix("readpath: ")
-
-	dir, err := os.MkdirTemp("", "paygate-readpath-")
-	check(err)
-	b := &bench{dir: dir}
+	b := newBench("readpath")
 	defer b.stop()
-	root := repoRoot()
-	paygate, proxyhop := filepath.Join(dir, "paygate"), filepath.Join(dir, "proxyhop")
-	run(root, "go", "build", "-o", paygate, "./cmd/paygate")
-	run(root, "go", "build", "-o", proxyhop, "./bench/proxyhop")
+	paygate, proxyhop := b.build("./cmd/paygate"), b.build("./bench/proxyhop")
 
 	redisPort, gw, admin, sim, ctl, proxy, upstream := freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()
 	redis := b.start("redis", *serverCPU, "redis-server", "--port", redisPort, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	waitTCP(redisPort)
-	cfg := filepath.Join(dir, "config.yaml")
-	check(os.WriteFile(cfg, []byte(config(root, *logLevel, redisPort, gw, admin, sim, ctl)), 0o600))
+	cfg := filepath.Join(b.dir, "config.yaml")
+	check(os.WriteFile(cfg, []byte(gatewayConfig(b.root, *logLevel, false, true, redisPort, gw, admin, sim, ctl)), 0o600))
 	gateway := b.start("gateway", *serverCPU, paygate, "serve", "-config", cfg)
 	b.start("upstream", *serverCPU, proxyhop, "-upstream", "127.0.0.1:"+upstream)
 	waitTCP(upstream)
@@ -101,45 +87,6 @@ func main() {
 	}
 	sort.Float64s(ratios)
 	fmt.Printf("median ratio gateway/proxy over %d rounds: %.2f (min %.2f, max %.2f)\n", len(ratios), ratios[len(ratios)/2], ratios[0], ratios[len(ratios)-1])
-}
-
-type bench struct {
-	dir   string
-	procs []*exec.Cmd
-	names []string
-}
-
-func (b *bench) start(name, cpu string, argv ...string) *exec.Cmd {
-	out, err := os.Create(filepath.Join(b.dir, name+".log"))
-	check(err)
-	cmd := exec.Command("taskset", append([]string{"-c", cpu}, argv...)...)
-	cmd.Stdout, cmd.Stderr = out, out
-	check(cmd.Start())
-	b.procs, b.names = append(b.procs, cmd), append(b.names, name)
-	return cmd
-}
-
-func (b *bench) byName(name string) *exec.Cmd {
-	for i, n := range b.names {
-		if n == name {
-			return b.procs[i]
-		}
-	}
-	return nil
-}
-
-func (b *bench) stop() {
-	for _, p := range b.procs {
-		p.Process.Signal(os.Interrupt)
-	}
-	for _, p := range b.procs {
-		p.Wait()
-	}
-	if os.Getenv("READPATH_KEEP") == "" {
-		os.RemoveAll(b.dir)
-	} else {
-		log.Printf("logs and config kept in %s", b.dir)
-	}
 }
 
 type result struct {
@@ -209,21 +156,6 @@ func fetchProfile(admin string, d time.Duration, path string) {
 	log.Printf("CPU profile of the gateway written to %s", path)
 }
 
-// cpuOf sums user and system CPU of the processes (/proc/PID/stat fields
-// 14 and 15, in clock ticks of 1/100 s).
-func cpuOf(procs []*exec.Cmd) time.Duration {
-	var ticks int64
-	for _, p := range procs {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Process.Pid))
-		check(err)
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + s
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
-}
-
 // seed creates a payment and waits until the simulator's auto-pay made it
 // final (succeeded), reading it as a merchant would.
 func seed(base string) string {
@@ -255,80 +187,4 @@ func seed(base string) string {
 	}
 	log.Fatalf("seed: payment %s not final after 30s: %v", id, p)
 	return ""
-}
-
-func config(root, level, redisPort, gw, admin, sim, ctl string) string {
-	keys := filepath.Join(root, "sandbox", "keys")
-	return `server:
-  listen: "127.0.0.1:` + gw + `"
-  admin_listen: "127.0.0.1:` + admin + `"
-  admin_token: "` + adminToken + `"
-store:
-  redis:
-    addrs: ["127.0.0.1:` + redisPort + `"]
-sandbox:
-  enabled: true
-  control_listen: "127.0.0.1:` + ctl + `"
-  keys_dir: ` + keys + `
-  auto_pay: {after: 200ms, ratio: 1}
-log:
-  level: ` + level + `
-  format: json
-merchants:
-  - id: ` + merchant + `
-    key: {algorithm: hmac-sha256, secret: "` + secret + `"}
-    webhook_secret: "bench-readpath-webhook-secret-0123456789"
-    notify_allow_networks: ["127.0.0.0/8"]
-    methods: [wechat_native]
-    limits: {max_amount: 5000000, requests_per_second: 1000000}
-channels:
-  - id: wechat-main
-    type: wechat
-    base_url: http://127.0.0.1:` + sim + `
-    methods: [wechat_native]
-    timeout: 3s
-    credentials:
-      mchid: "1900000001"
-      appid: "wxd678efh567hg6787"
-      serial_no: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"
-      private_key_file: ` + keys + `/wechat-merchant.pem
-      apiv3_key: "sandboxAPIv3key0123456789abcdef0"
-      platform_public_key_file: ` + keys + `/wechat-platform.pub.pem
-      platform_serial: "PUB_KEY_ID_0114232134912410000000000000"
-`
-}
-
-func repoRoot() string {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	check(err)
-	return filepath.Dir(strings.TrimSpace(string(out)))
-}
-
-func run(dir string, argv ...string) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, os.Stderr, os.Stderr
-	check(cmd.Run())
-}
-
-func freePort() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
-
-func waitTCP(port string) {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
-			c.Close()
-			return
-		}
-	}
-	log.Fatalf("nothing listens on 127.0.0.1:%s after 30s", port)
-}
-
-func check(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
 }
