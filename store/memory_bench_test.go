@@ -16,8 +16,8 @@ import (
 // payment, b.N payments of one merchant as a WeChat Pay Native create leaves
 // them (QR code action, one attempt) and then once final (succeeded, paid,
 // the channel's trade number, off the sweep schedule), every key and index
-// included; nonces are measured apart (b.N claims with the 5-minute TTL of a
-// request's nonce). The figure needs a large b.N:
+// included; nonces are measured apart (b.N claims, each with a TTL). The
+// figure needs a large b.N:
 //
 //	go test -run XXX -bench MemoryPerPayment -benchtime 100000x ./store/
 func BenchmarkMemoryPerPayment(b *testing.B) {
