@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/store/storetest"
 )
 
 func testClaimNonce(t *testing.T, e env) {
@@ -471,5 +472,35 @@ func TestStoredFormReadsTheEarlierLayout(t *testing.T) {
 	got, err := decodePayment([]any{string(stored), "1", "0"})
 	if err != nil || got.ChannelTradeNo != "x\uFFFDy" {
 		t.Fatalf("invalid UTF-8: %q, %v", got.ChannelTradeNo, err)
+	}
+}
+
+// GetPayment claims its nonce whether or not the payment exists, and a
+// replayed nonce is refused before anything is answered, even for a payment
+// that does not exist (the claim and the read are one pipeline, not a
+// script, so the order of the answers is what keeps this).
+func TestGetPaymentClaimsTheNonceFirst(t *testing.T) {
+	s := openAddrs(t, storetest.Redis(t).Addr())
+	ctx := context.Background()
+	n := &Nonce{Merchant: "m1", Value: "get-nonce-0123456789", TTL: time.Minute}
+	if _, err := s.GetPayment(ctx, n, "m1", payment.NewPaymentID()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing payment: %v", err)
+	}
+	if _, err := s.GetPayment(ctx, n, "m1", payment.NewPaymentID()); !errors.Is(err, ErrNonceReplayed) {
+		t.Fatalf("replayed nonce on a missing payment: %v", err)
+	}
+	if err := s.ClaimNonce(ctx, *n); !errors.Is(err, ErrNonceReplayed) {
+		t.Fatalf("the get did not claim its nonce: %v", err)
+	}
+	rec, _, err := s.CreatePayment(ctx, nil, newPayment("m1", "order-get", 100), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetPayment(ctx, n, "m1", rec.PaymentID); !errors.Is(err, ErrNonceReplayed) {
+		t.Fatalf("replayed nonce on a stored payment: %v", err)
+	}
+	got, err := s.GetPayment(ctx, nil, "m1", rec.PaymentID)
+	if err != nil || got.PaymentID != rec.PaymentID || got.Version != 1 {
+		t.Fatalf("get without a nonce: %+v %v", got, err)
 	}
 }
