@@ -1,7 +1,7 @@
 // createpath measures the gateway's CPU per POST /v1/payments on WeChat Pay
 // Native against the protocol's mandatory crypto:
 //
-//	go run ./bench/perf createpath [-rate 150] [-duration 10s] [-rounds 3]
+//	go run ./bench/perf createpath [-rate 200] [-duration 10s] [-rounds 3]
 //
 // The gateway runs alone on -server-cpu; redis-server, the simulators (a
 // separate `paygate sim`) and the load share -load-cpu. Each round runs
@@ -40,7 +40,7 @@ func createpath(args []string) {
 	fs := flag.NewFlagSet("createpath", flag.ExitOnError)
 	duration := fs.Duration("duration", 10*time.Second, "length of each load run")
 	rounds := fs.Int("rounds", 3, "load runs")
-	rate := fs.Int("rate", 150, "creates per second (below what the gateway's core serves)")
+	rate := fs.Int("rate", 200, "creates per second (below what the gateway's core serves)")
 	serverCPU := fs.String("server-cpu", "0", "taskset CPU list of the gateway")
 	otherCPU := fs.String("load-cpu", "1", "taskset CPU list of redis-server, the simulators and the load")
 	logLevel := fs.String("log-level", "info", "the gateway's log.level")
