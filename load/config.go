@@ -42,6 +42,9 @@ type Config struct {
 	MaxInFlight     int           // requests in flight at most; a start beyond it is not sent (and counted)
 	Timeout         time.Duration // per request
 	NotifyURL       string        // notify_url of created payments
+	// GetID, when set, makes every request a signed GET /v1/payments/{GetID}
+	// (the read path alone; nothing is created, so the sandbox check is off).
+	GetID string
 }
 
 // maxWeight bounds each -mix weight (the mix is expanded into one slot per
@@ -117,6 +120,7 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	fs.IntVar(&c.MaxInFlight, "max-inflight", 1000, "requests in flight at most; starts beyond it are not sent and are counted as not_sent")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.StringVar(&c.NotifyURL, "notify-url", "http://127.0.0.1:9/paygate-load", "notify_url of the created payments")
+	fs.StringVar(&c.GetID, "get-id", "", "read only this payment: every request is a signed GET /v1/payments/{id}; -mix does not apply")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err // -h: the usage was printed
@@ -163,6 +167,15 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 	if c.Timeout <= 0 {
 		return bad("-timeout must be positive, got %s", c.Timeout)
 	}
+	if c.GetID != "" {
+		if !isIDToken(c.GetID) {
+			return bad("-get-id %q: want 1-64 characters of [A-Za-z0-9_-]", c.GetID)
+		}
+		if c.Scenario != "baseline" {
+			return bad("-get-id reads one payment; it takes no -scenario")
+		}
+		c.Mix = Mix{Get: 1}
+	}
 	if _, ok := scenarios[c.Scenario]; !ok {
 		return bad("-scenario %q: want baseline, channel-down, channel-errors or channel-slow", c.Scenario)
 	}
@@ -178,6 +191,20 @@ func ParseFlags(args []string, stderr io.Writer) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// isIDToken: 1-64 characters of [A-Za-z0-9_-], so that an id is one path
+// segment as it stands.
+func isIDToken(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkURL(s string) error {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,6 +213,29 @@ func TestRefusesAGatewayNotInSandboxMode(t *testing.T) {
 	}
 }
 
+// -get-id reads one payment with every request, needs no sandbox (nothing
+// is created), and refuses to start when that payment does not answer 200.
+func TestGetIDReadsOnePayment(t *testing.T) {
+	t.Parallel()
+	g := startFake(t, false)
+	cfg := testConfig(g.url)
+	cfg.GetID, cfg.Mix = "pay_x", Mix{Get: 1}
+	cfg.Rate, cfg.Duration = 40, 500*time.Millisecond
+	s := run(t, cfg)
+	if s.Sent != 20 || s.Status["200"] != 20 || s.Ops["get"] != 20 {
+		t.Fatalf("summary %+v", s)
+	}
+	g.mu.Lock()
+	if g.posts != 0 || g.bad != 0 || g.seq != 21 {
+		t.Fatalf("%d requests (%d posts, %d bad), want 20 signed gets and the preflight", g.seq, g.posts, g.bad)
+	}
+	g.mu.Unlock()
+	cfg.GetID = "pay_000000000000000000000000" // the fake answers 404
+	if _, err := Run(context.Background(), cfg, io.Discard, false); err == nil || !strings.Contains(err.Error(), "answered 404") {
+		t.Fatalf("unknown -get-id: %v", err)
+	}
+}
+
 // A wrong secret or an unreachable target stops the run at the preflight.
 func TestPreflightErrors(t *testing.T) {
 	t.Parallel()
@@ -240,6 +264,9 @@ func TestParseFlags(t *testing.T) {
 		{"defaults", base, true},
 		{"mix", append([]string{"-mix", "create=3,get=2,refund=1"}, base...), true},
 		{"scenario", append([]string{"-scenario", "channel-slow", "-admin", "http://127.0.0.1:9090", "-admin-token", "t"}, base...), true},
+		{"get-id", append([]string{"-get-id", "pay_0123"}, base...), true},
+		{"get-id not a token", append([]string{"-get-id", "../x"}, base...), false},
+		{"get-id with a scenario", append([]string{"-get-id", "pay_1", "-scenario", "channel-slow", "-admin", "http://127.0.0.1:9090", "-admin-token", "t"}, base...), false},
 		{"no secret", []string{"-merchant", "demo"}, false},
 		{"two secret forms", append([]string{"-secret_env", "X"}, base...), false},
 		{"no merchant", []string{"-secret", "s"}, false},

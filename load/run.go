@@ -221,9 +221,22 @@ func (r *runner) worker() {
 
 // preflight makes one signed GET of a payment that cannot exist: it proves
 // the target answers and accepts the signature, and reads the sandbox header.
+// With -get-id it reads that payment instead, which must answer 200; such a
+// run only reads, so it needs no sandbox.
 func (r *runner) preflight() error {
 	w := newWorker(r)
 	defer w.release()
+	if id := r.cfg.GetID; id != "" {
+		w.uri = append(append(w.uri[:0], "/v1/payments/"...), id...)
+		w.prepare(methodGet, nil, time.Now().Unix(), -1)
+		if err := r.hc.DoTimeout(w.req, w.resp, r.cfg.Timeout); err != nil {
+			return fmt.Errorf("preflight: cannot reach %s: %w", r.cfg.Target, err)
+		}
+		if status := w.resp.StatusCode(); status != fasthttp.StatusOK {
+			return fmt.Errorf("preflight: GET of payment %s answered %d %s, want 200", id, status, jsonField(w.resp.Body(), `"code":"`))
+		}
+		return nil
+	}
 	w.uri = append(w.uri[:0], "/v1/payments/pay_000000000000000000000000"...)
 	w.prepare(methodGet, nil, time.Now().Unix(), -1)
 	if err := r.hc.DoTimeout(w.req, w.resp, r.cfg.Timeout); err != nil {

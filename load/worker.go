@@ -48,12 +48,15 @@ func (w *worker) release() {
 func (w *worker) do(j job) {
 	o := w.r.ops[j.seq%int64(len(w.r.ops))]
 	ok := false
+	if id := w.r.cfg.GetID; id != "" {
+		o, w.id = opGet, append(w.id[:0], id...)
+	}
 	if o == opRefund {
 		if w.id, ok = w.r.ids.popPaid(w.id[:0]); !ok {
 			o = opGet
 		}
 	}
-	if o == opGet {
+	if o == opGet && w.r.cfg.GetID == "" {
 		if w.id, ok = w.r.ids.pickCreated(w.id[:0]); !ok {
 			o = opCreate
 		}
@@ -86,7 +89,7 @@ func (w *worker) do(j job) {
 	case o == opCreate && (status == fasthttp.StatusCreated || status == fasthttp.StatusOK):
 		channel = jsonField(body, `"channel":"`)
 		w.r.ids.addCreated(jsonField(body, `"payment_id":"`))
-	case o == opGet && status == fasthttp.StatusOK:
+	case o == opGet && status == fasthttp.StatusOK && w.r.cfg.GetID == "":
 		// Paid and not refunded yet: a refund can take it. (A payment read
 		// again before its refund lands may be refunded twice; each refund
 		// is a tenth, so that stays within the amount.)

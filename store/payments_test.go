@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/paygate/paygate/payment"
+	"github.com/paygate/paygate/store/storetest"
 )
 
 func testClaimNonce(t *testing.T, e env) {
@@ -416,5 +418,89 @@ func testUpdatePaymentSweep(t *testing.T, e env) {
 	}
 	if items, _ := e.s.ClaimSweep(ctx, m, later.Add(time.Hour), time.Minute, 10); len(items) != 0 {
 		t.Fatalf("removed entry claimed: %+v", items)
+	}
+}
+
+// The stored form omits zero fields; a record stored before (encoding/json,
+// every field present) decodes to the same record, and a channel's invalid
+// UTF-8 is replaced rather than refused, as encoding/json did.
+func TestStoredFormReadsTheEarlierLayout(t *testing.T) {
+	at := time.Date(2026, 12, 6, 5, 3, 55, 811656696, time.UTC)
+	recs := []payment.Record{
+		{Payment: payment.Payment{PaymentID: "pay_1", MerchantID: "m", OutTradeNo: "o-1", Status: payment.StatusPending,
+			Amount: 1500, Currency: "CNY", Method: "wechat_native", Channel: "wechat-main", Subject: "<tea & cake>",
+			Action: &payment.Action{Type: "qr_code", CodeURL: "weixin://x"}, Metadata: map[string]string{"k": "v"},
+			CreatedAt: at, UpdatedAt: at, ExpiresAt: at.Add(time.Hour)},
+			NotifyURL: "https://m.example/n", Payer: &payment.Payer{OpenID: "o"}, ChannelOrderNo: "PG1"},
+		{Payment: payment.Payment{PaymentID: "pay_2", MerchantID: "m", Status: payment.StatusSucceeded, Amount: 1,
+			ChannelTradeNo: "42", Metadata: map[string]string{}, PaidAt: &at, Failure: &payment.Failure{Code: "c"}},
+			Attempts:       []payment.Attempt{{Channel: "a", Outcome: "created", At: at}, {Channel: "b", Outcome: "not_created", Checked: true}},
+			CloseRequested: true},
+	}
+	for _, rec := range recs {
+		old, err := json.Marshal(&rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromOld, err := decodePayment([]any{string(old), "3", "7"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := marshalPayment(&rec, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(stored) >= len(old) {
+			t.Errorf("stored form %d bytes, not shorter than %d", len(stored), len(old))
+		}
+		fromNew, err := decodePayment([]any{string(stored), "3", "7"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := rec
+		want.Version, want.RefundedAmount = 3, 7
+		if !reflect.DeepEqual(fromOld, &want) || !reflect.DeepEqual(fromNew, &want) {
+			t.Fatalf("round trip:\nwant %+v\nold  %+v\nnew  %+v", want, *fromOld, *fromNew)
+		}
+	}
+	bad := recs[0]
+	bad.ChannelTradeNo = "x\xffy"
+	stored, err := marshalPayment(&bad, 1)
+	if err != nil {
+		t.Fatalf("invalid UTF-8 from a channel: %v", err)
+	}
+	got, err := decodePayment([]any{string(stored), "1", "0"})
+	if err != nil || got.ChannelTradeNo != "x\uFFFDy" {
+		t.Fatalf("invalid UTF-8: %q, %v", got.ChannelTradeNo, err)
+	}
+}
+
+// GetPayment claims its nonce whether or not the payment exists, and a
+// replayed nonce is refused before anything is answered, even for a payment
+// that does not exist (the claim and the read are one pipeline, not a
+// script, so the order of the answers is what keeps this).
+func TestGetPaymentClaimsTheNonceFirst(t *testing.T) {
+	s := openAddrs(t, storetest.Redis(t).Addr())
+	ctx := context.Background()
+	n := &Nonce{Merchant: "m1", Value: "get-nonce-0123456789", TTL: time.Minute}
+	if _, err := s.GetPayment(ctx, n, "m1", payment.NewPaymentID()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing payment: %v", err)
+	}
+	if _, err := s.GetPayment(ctx, n, "m1", payment.NewPaymentID()); !errors.Is(err, ErrNonceReplayed) {
+		t.Fatalf("replayed nonce on a missing payment: %v", err)
+	}
+	if err := s.ClaimNonce(ctx, *n); !errors.Is(err, ErrNonceReplayed) {
+		t.Fatalf("the get did not claim its nonce: %v", err)
+	}
+	rec, _, err := s.CreatePayment(ctx, nil, newPayment("m1", "order-get", 100), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetPayment(ctx, n, "m1", rec.PaymentID); !errors.Is(err, ErrNonceReplayed) {
+		t.Fatalf("replayed nonce on a stored payment: %v", err)
+	}
+	got, err := s.GetPayment(ctx, nil, "m1", rec.PaymentID)
+	if err != nil || got.PaymentID != rec.PaymentID || got.Version != 1 {
+		t.Fatalf("get without a nonce: %+v %v", got, err)
 	}
 }

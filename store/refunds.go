@@ -2,11 +2,12 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/paygate/paygate/payment"
 )
@@ -80,7 +81,7 @@ func validRefundStatus(st payment.RefundStatus) bool {
 func marshalRefund(rf *payment.RefundRecord, version int64) ([]byte, error) {
 	c := *rf
 	c.Version = version
-	b, err := json.Marshal(&c)
+	b, err := jsonv2.Marshal(&c, storedForm)
 	if err != nil {
 		return nil, fmt.Errorf("store: encode refund: %w", err)
 	}
@@ -93,7 +94,7 @@ func decodeRefund(v []any) (*payment.RefundRecord, error) {
 		return nil, errors.New("index points to a missing refund")
 	}
 	var rf payment.RefundRecord
-	if err := json.Unmarshal([]byte(str(v[0])), &rf); err != nil {
+	if err := jsonv2.Unmarshal([]byte(str(v[0])), &rf, storedForm); err != nil {
 		return nil, fmt.Errorf("decode refund: %w", err)
 	}
 	rf.Version = num(v[1])
