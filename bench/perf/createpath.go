@@ -45,7 +45,9 @@ func createpath(args []string) {
 	otherCPU := fs.String("load-cpu", "1", "taskset CPU list of redis-server, the simulators and the load")
 	logLevel := fs.String("log-level", "info", "the gateway's log.level")
 	profile := fs.String("profile", "", "write a CPU profile of the gateway during the first round to this file")
-	fs.Parse(args)
+	if err := fs.Parse(args); err != nil {
+		os.Exit(2)
+	}
 
 	b := newBench("createpath")
 	defer b.stop()

@@ -99,10 +99,10 @@ func (b *bench) byName(name string) *exec.Cmd {
 
 func (b *bench) stop() {
 	for _, p := range b.procs {
-		p.Process.Signal(os.Interrupt)
+		_ = p.Process.Signal(os.Interrupt) // it may have exited already
 	}
 	for _, p := range b.procs {
-		p.Wait()
+		_ = p.Wait() // the exit status of a stopped helper process says nothing
 	}
 	if os.Getenv("PAYGATE_BENCH_KEEP") == "" {
 		os.RemoveAll(b.dir)

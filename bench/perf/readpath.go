@@ -44,7 +44,9 @@ func readpath(args []string) {
 	loadCPU := fs.String("load-cpu", "1", "taskset CPU list of the load generator")
 	logLevel := fs.String("log-level", "info", "the gateway's log.level")
 	profile := fs.String("profile", "", "write a CPU profile of the gateway during its first run to this file (pprof on the admin listener)")
-	fs.Parse(args)
+	if err := fs.Parse(args); err != nil {
+		os.Exit(2)
+	}
 
 	b := newBench("readpath")
 	defer b.stop()
@@ -171,7 +173,7 @@ func seed(base string) string {
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(resp.Body)
 		var v map[string]any
-		json.Unmarshal(raw, &v)
+		_ = json.Unmarshal(raw, &v) // a non-JSON answer shows as a nil map and its status
 		return resp.StatusCode, v
 	}
 	otn := "readpath" + strconv.FormatInt(time.Now().UnixNano()%1e12, 10)
