@@ -90,7 +90,7 @@ func (l *Ledger) CreateRefund(ctx context.Context, n *store.Nonce, rf *payment.R
 			return store.ErrNotFound
 		case status != string(payment.StatusSucceeded):
 			return store.ErrInvalidState
-		case refunded+reserved+rf.Amount > amount:
+		case rf.Amount > amount-refunded-reserved: // not refunded+reserved+rf.Amount, which overflows for a huge amount
 			return store.ErrExceedsPayment
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO refunds

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -512,6 +513,11 @@ func testRefunds(t *testing.T, l Ledger) {
 	}
 	if _, _, err := l.CreateRefund(ctx, nil, NewRefund(p, "rf-2", 401, T0), time.Time{}); !errors.Is(err, store.ErrExceedsPayment) {
 		t.Fatalf("refund over what is left: %v", err)
+	}
+	// The largest amount a merchant can send: added to what is already
+	// reserved it overflows int64, and must still be refused as too much.
+	if _, _, err := l.CreateRefund(ctx, nil, NewRefund(p, "rf-max", math.MaxInt64, T0), time.Time{}); !errors.Is(err, store.ErrExceedsPayment) {
+		t.Fatalf("refund of MaxInt64 after a pending refund: %v", err)
 	}
 	byNo, err := l.GetRefundByOutRefundNo(ctx, Nonce(merchant), merchant, "rf-1")
 	if err != nil || byNo.RefundID != r1.RefundID || byNo.Reason != "damaged" {
