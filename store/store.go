@@ -11,6 +11,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -139,3 +140,35 @@ func ListLimit(n int) (int, error) {
 	}
 	return n, nil
 }
+
+// Records is what keeps payments and refunds: the Redis store (and the
+// embedded sandbox store) and the PostgreSQL ledger both implement it, with
+// the same results and errors (store/conformance checks both). A method
+// given a *Nonce claims that nonce in the same call, first
+// (ErrNonceReplayed if it was used, and nothing else happens).
+//
+// Errors: ErrNotFound, ErrConflict (an Update's compare-and-set lost),
+// ErrInvalidState and ErrExceedsPayment (CreateRefund), ErrUnavailable
+// (and ErrOutcomeUnknown, which wraps it, when a write was sent but not
+// confirmed).
+type Records interface {
+	ClaimNonce(ctx context.Context, n Nonce) error
+
+	CreatePayment(ctx context.Context, n *Nonce, rec *payment.Record, sweepAt time.Time) (*payment.Record, bool, error)
+	GetPayment(ctx context.Context, n *Nonce, merchant, paymentID string) (*payment.Record, error)
+	GetPaymentByOutTradeNo(ctx context.Context, n *Nonce, merchant, outTradeNo string) (*payment.Record, error)
+	PaymentMerchant(ctx context.Context, paymentID string) (string, error)
+	UpdatePayment(ctx context.Context, rec *payment.Record, ch Change) error
+	ListPayments(ctx context.Context, n *Nonce, q PaymentQuery) ([]*payment.Record, bool, error)
+
+	CreateRefund(ctx context.Context, n *Nonce, rf *payment.RefundRecord, sweepAt time.Time) (*payment.RefundRecord, bool, error)
+	GetRefund(ctx context.Context, n *Nonce, merchant, refundID string) (*payment.RefundRecord, error)
+	GetRefundByOutRefundNo(ctx context.Context, n *Nonce, merchant, outRefundNo string) (*payment.RefundRecord, error)
+	ListRefunds(ctx context.Context, n *Nonce, merchant, paymentID string) ([]*payment.RefundRecord, error)
+	UpdateRefund(ctx context.Context, rf *payment.RefundRecord, ch Change) error
+
+	ClaimSweep(ctx context.Context, merchant string, now time.Time, lease time.Duration, max int) ([]SweepItem, error)
+	Reschedule(ctx context.Context, merchant, kind, id string, at time.Time) error
+}
+
+var _ Records = (*Store)(nil)

@@ -19,20 +19,10 @@ import (
 	"github.com/paygate/paygate/store"
 )
 
-// Ledger is the method set the suite exercises.
+// Ledger is the method set the suite exercises: the records and the
+// notification outbox.
 type Ledger interface {
-	ClaimNonce(ctx context.Context, n store.Nonce) error
-	CreatePayment(ctx context.Context, n *store.Nonce, rec *payment.Record, sweepAt time.Time) (*payment.Record, bool, error)
-	GetPayment(ctx context.Context, n *store.Nonce, merchant, paymentID string) (*payment.Record, error)
-	GetPaymentByOutTradeNo(ctx context.Context, n *store.Nonce, merchant, outTradeNo string) (*payment.Record, error)
-	PaymentMerchant(ctx context.Context, paymentID string) (string, error)
-	UpdatePayment(ctx context.Context, rec *payment.Record, ch store.Change) error
-	CreateRefund(ctx context.Context, n *store.Nonce, rf *payment.RefundRecord, sweepAt time.Time) (*payment.RefundRecord, bool, error)
-	GetRefund(ctx context.Context, n *store.Nonce, merchant, refundID string) (*payment.RefundRecord, error)
-	GetRefundByOutRefundNo(ctx context.Context, n *store.Nonce, merchant, outRefundNo string) (*payment.RefundRecord, error)
-	UpdateRefund(ctx context.Context, rf *payment.RefundRecord, ch store.Change) error
-	ListPayments(ctx context.Context, n *store.Nonce, q store.PaymentQuery) ([]*payment.Record, bool, error)
-	ListRefunds(ctx context.Context, n *store.Nonce, merchant, paymentID string) ([]*payment.RefundRecord, error)
+	store.Records
 	EnqueueEvent(ctx context.Context, ev store.OutboxEvent, now time.Time) (bool, error)
 	ClaimEvents(ctx context.Context, merchant string, now time.Time, lease time.Duration, max int) ([]store.Delivery, error)
 	AckEvent(ctx context.Context, merchant, eventID string) error
@@ -41,8 +31,6 @@ type Ledger interface {
 	DeadEvents(ctx context.Context, merchant string, limit int) ([]store.DeadEvent, error)
 	ReplayEvent(ctx context.Context, merchant, eventID string, now time.Time) error
 	OutboxStats(ctx context.Context, merchant string) (pending, dead int64, err error)
-	ClaimSweep(ctx context.Context, merchant string, now time.Time, lease time.Duration, max int) ([]store.SweepItem, error)
-	Reschedule(ctx context.Context, merchant, kind, id string, at time.Time) error
 }
 
 // T0 is the suite's clock: every time it passes is derived from it, so no
