@@ -19,14 +19,8 @@ import (
 // change first, in the order they were written), made due again at
 // now+lease, with their attempt number.
 func (l *Ledger) ClaimEvents(ctx context.Context, merchant string, now time.Time, lease time.Duration, max int) ([]store.Delivery, error) {
-	if merchant == "" {
-		return nil, store.ErrEmptyMerchant
-	}
-	if err := store.CheckLease(lease); err != nil {
+	if claim, err := store.CheckClaim(merchant, lease, max); !claim {
 		return nil, err
-	}
-	if max < 1 {
-		return nil, nil
 	}
 	rows, err := l.pool.Query(ctx, `WITH due AS (
 			SELECT event_id, due_ms, seq FROM outbox_events
@@ -196,14 +190,8 @@ func (l *Ledger) PurgeAcked(ctx context.Context, before time.Time, max int) (int
 // entries due at or before now, made due again at now+lease, with their
 // claim count (kept across Reschedule, dropped with the entry).
 func (l *Ledger) ClaimSweep(ctx context.Context, merchant string, now time.Time, lease time.Duration, max int) ([]store.SweepItem, error) {
-	if merchant == "" {
-		return nil, store.ErrEmptyMerchant
-	}
-	if err := store.CheckLease(lease); err != nil {
+	if claim, err := store.CheckClaim(merchant, lease, max); !claim {
 		return nil, err
-	}
-	if max < 1 {
-		return nil, nil
 	}
 	rows, err := l.pool.Query(ctx, `WITH due AS (
 			SELECT kind, object_id, due_ms FROM sweep

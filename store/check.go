@@ -87,12 +87,17 @@ func CheckNonceFor(n *Nonce, merchant string) error {
 	return checkNonce(n)
 }
 
-// CheckLease checks a claim's lease.
-func CheckLease(lease time.Duration) error {
-	if lease < time.Millisecond {
-		return errors.New("store: lease must be at least 1ms")
+// CheckClaim checks the arguments of a claim (ClaimEvents, ClaimSweep):
+// an error for an empty merchant or a lease under 1 ms; claim is false,
+// with no error, when max asks for nothing.
+func CheckClaim(merchant string, lease time.Duration, max int) (claim bool, err error) {
+	switch {
+	case merchant == "":
+		return false, errEmptyMerchant
+	case lease < time.Millisecond:
+		return false, errors.New("store: lease must be at least 1ms")
 	}
-	return nil
+	return max >= 1, nil
 }
 
 // CheckSweepKind checks a sweep kind.

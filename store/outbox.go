@@ -25,14 +25,8 @@ const maxDeadEvents = 1000
 // their attempt number (1 for the first). Another claim inside the lease does
 // not return them. The body is the exact bytes enqueued.
 func (s *Store) ClaimEvents(ctx context.Context, merchant string, now time.Time, lease time.Duration, max int) ([]Delivery, error) {
-	if merchant == "" {
-		return nil, errEmptyMerchant
-	}
-	if err := CheckLease(lease); err != nil {
+	if claim, err := CheckClaim(merchant, lease, max); !claim {
 		return nil, err
-	}
-	if max < 1 {
-		return nil, nil
 	}
 	ob := s.k.outbox(merchant)
 	res, err := s.run(ctx, "claim events", scClaim, []string{ob, ob},

@@ -16,14 +16,8 @@ import (
 // them to the next one) and returns them with their claim count. The claim
 // count survives Reschedule and is dropped with the entry.
 func (s *Store) ClaimSweep(ctx context.Context, merchant string, now time.Time, lease time.Duration, max int) ([]SweepItem, error) {
-	if merchant == "" {
-		return nil, errEmptyMerchant
-	}
-	if err := CheckLease(lease); err != nil {
+	if claim, err := CheckClaim(merchant, lease, max); !claim {
 		return nil, err
-	}
-	if max < 1 {
-		return nil, nil
 	}
 	res, err := s.run(ctx, "claim sweep", scClaim, []string{s.k.sweep(merchant), s.k.sweepAttempts(merchant)},
 		ms(now), ms(now.Add(lease)), strconv.Itoa(max), "")
